@@ -1,0 +1,88 @@
+//! Flags every service accepts. Each has an environment variable of the same meaning; none of
+//! those names may look like the variables Kubernetes injects for Services (`<NAME>_PORT`,
+//! `<NAME>_SERVICE_HOST`, …), or a Service of that name would overwrite it.
+
+use std::time::Duration;
+
+/// How a service listens, drains and logs. Parsed from flags and env by `main.rs`; tests and the
+/// local suite build it directly.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServerConfig {
+    /// Port for application traffic and probes, on IPv6 and IPv4 (0 picks a free port).
+    #[arg(long, env = "LISTEN_PORT", default_value_t = 8080)]
+    pub listen_port: u16,
+
+    /// Port of the admin listener on 127.0.0.1 (readiness toggles, fault drills; 0 picks a free port).
+    #[arg(long, env = "ADMIN_PORT", default_value_t = 9901)]
+    pub admin_port: u16,
+
+    /// Seconds to keep serving after SIGTERM while readiness fails, so endpoints are updated
+    /// before the listener closes.
+    #[arg(long, env = "SHUTDOWN_DELAY", value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub shutdown_delay: Duration,
+
+    /// Seconds in-flight requests get to finish once the listener has closed.
+    #[arg(long, env = "DRAIN_TIMEOUT", value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub drain_timeout: Duration,
+
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, env = "REQUEST_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
+    pub request_timeout: Duration,
+
+    /// Milliseconds to delay every application response (not probes), for drills.
+    #[arg(
+        long,
+        env = "RESPONSE_DELAY_MS",
+        value_name = "MS",
+        default_value_t = 0
+    )]
+    pub response_delay_ms: u64,
+
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl ServerConfig {
+    /// Free ports, a short drain: what tests and embedded instances want.
+    pub fn ephemeral() -> Self {
+        ServerConfig {
+            listen_port: 0,
+            admin_port: 0,
+            shutdown_delay: Duration::from_millis(100),
+            drain_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            response_delay_ms: 0,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Seconds as a decimal number (`5`, `0.5`), so tests can ask for a short drain.
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is not a valid number of seconds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_accept_fractions_and_reject_nonsense() {
+        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+}

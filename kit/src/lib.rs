@@ -1,0 +1,31 @@
+//! What every Kiada service shares: configuration common to all of them, the listeners and
+//! their graceful shutdown, the probes, pod identity, request logging and limits.
+//!
+//! A service builds its own [`axum::Router`], hands it to [`App::bind`] together with a
+//! [`ServerConfig`], an [`Identity`] and a [`Health`], and either [`App::run`]s it until a
+//! signal (its `main.rs`) or [`App::spawn`]s it (tests and the local suite).
+
+pub mod config;
+pub mod health;
+pub mod identity;
+pub mod negotiate;
+mod server;
+pub mod telemetry;
+
+pub use config::{LogFormat, ServerConfig};
+pub use health::Health;
+pub use identity::{ClientIp, Identity, IdentityArgs};
+pub use server::{App, Error, Running, main_with, shutdown_signal};
+
+/// Largest request body any service accepts; bigger ones get 413.
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// Largest request head (request line and headers) a connection accepts; bigger ones get 431.
+pub const HEADER_LIMIT: usize = 16 * 1024;
+
+/// Plain-text 404 for paths no route serves, so curl users see what went wrong.
+pub async fn not_found(uri: axum::http::Uri) -> (axum::http::StatusCode, String) {
+    (
+        axum::http::StatusCode::NOT_FOUND,
+        format!("Not found: {}\n", uri.path()),
+    )
+}

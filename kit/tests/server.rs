@@ -1,0 +1,321 @@
+//! The shared server behaviour, through real HTTP against an app on port 0.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::{get, post};
+use kit::{App, ClientIp, Health, Identity, Running, ServerConfig};
+use reqwest::StatusCode;
+
+fn routes() -> Router {
+    Router::new()
+        .route(
+            "/client",
+            get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+        )
+        .route("/echo", post(|body: String| async move { body }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                "done"
+            }),
+        )
+        .fallback(kit::not_found)
+}
+
+fn start_with(config: ServerConfig) -> Running {
+    let identity = Identity {
+        pod_name: "pod-a".into(),
+        pod_ip: "10.0.0.7".into(),
+        node_name: "node-1".into(),
+        ..Identity::named("pod-a")
+    };
+    App::bind(
+        "test",
+        &config,
+        &identity,
+        Health::new(),
+        routes(),
+        Router::new(),
+    )
+    .expect("bind")
+    .spawn()
+}
+
+fn start() -> Running {
+    start_with(ServerConfig::ephemeral())
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+#[tokio::test]
+async fn listens_on_ipv4_and_ipv6_and_reports_ipv4_clients_plainly() {
+    let app = start();
+    let port = app.addr.port();
+    let v4 = client()
+        .get(format!("http://127.0.0.1:{port}/client"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v4.text().await.unwrap(), "127.0.0.1");
+    let v6 = client()
+        .get(format!("http://[::1]:{port}/client"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v6.text().await.unwrap(), "::1");
+    assert!(
+        app.addr.is_ipv6() && app.addr.ip().is_unspecified(),
+        "{}",
+        app.addr
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_listener_is_on_loopback_only() {
+    let app = start();
+    assert_eq!(app.admin_addr.ip().to_string(), "127.0.0.1");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn every_response_names_the_pod_even_errors() {
+    let app = start();
+    for (method, path) in [
+        ("GET", "/healthz/ready"),
+        ("GET", "/missing"),
+        ("PUT", "/client"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let res = client()
+            .request(method, format!("{}{path}", app.url()))
+            .send()
+            .await
+            .unwrap();
+        let h = res.headers();
+        assert_eq!(h["x-pod-name"], "pod-a", "{path}");
+        assert_eq!(h["x-pod-ip"], "10.0.0.7", "{path}");
+        assert_eq!(h["x-node-name"], "node-1", "{path}");
+    }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_get_clear_messages() {
+    let app = start();
+    let res = client()
+        .get(format!("{}/missing", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.text().await.unwrap(), "Not found: /missing\n");
+    let res = client()
+        .delete(format!("{}/client", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers()["allow"], "GET,HEAD");
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("DELETE is not allowed on /client")
+    );
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_and_oversized_headers_431() {
+    let app = start();
+    let ok = client()
+        .post(format!("{}/echo", app.url()))
+        .body("x".repeat(kit::BODY_LIMIT))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let big = client()
+        .post(format!("{}/echo", app.url()))
+        .body("x".repeat(kit::BODY_LIMIT + 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let res = client()
+        .get(format!("{}/client", app.url()))
+        .header("x-filler", "y".repeat(kit::HEADER_LIMIT + 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn slow_requests_time_out_with_503() {
+    let app = start_with(ServerConfig {
+        request_timeout: Duration::from_millis(200),
+        ..ServerConfig::ephemeral()
+    });
+    let res = client()
+        .get(format!("{}/slow", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn response_delay_slows_application_routes_but_not_probes() {
+    let app = start_with(ServerConfig {
+        response_delay_ms: 400,
+        ..ServerConfig::ephemeral()
+    });
+    let started = Instant::now();
+    let probe = client()
+        .get(format!("{}/healthz/ready", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), StatusCode::OK);
+    let probe_time = started.elapsed();
+    let started = Instant::now();
+    client()
+        .get(format!("{}/client", app.url()))
+        .send()
+        .await
+        .unwrap();
+    let app_time = started.elapsed();
+    assert!(app_time >= Duration::from_millis(400), "{app_time:?}");
+    assert!(probe_time < Duration::from_millis(400), "{probe_time:?}");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn readiness_toggles_live_on_the_admin_port_only() {
+    let app = start();
+    let ready = |url: String| async move { client().get(url).send().await.unwrap().status() };
+    assert_eq!(
+        ready(format!("{}/healthz/ready", app.url())).await,
+        StatusCode::OK
+    );
+
+    // The main port does not serve the toggles.
+    let res = client()
+        .post(format!("{}/healthz/ready/disable", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        ready(format!("{}/healthz/ready", app.url())).await,
+        StatusCode::OK
+    );
+
+    let res = client()
+        .post(format!("{}/healthz/ready/disable", app.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = client()
+        .get(format!("{}/healthz/ready", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("disabled on the admin port")
+    );
+    // Liveness is unaffected: a disabled pod must not be restarted.
+    assert_eq!(
+        ready(format!("{}/healthz/live", app.url())).await,
+        StatusCode::OK
+    );
+
+    client()
+        .post(format!("{}/healthz/ready/enable", app.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    let res = client()
+        .get(format!("{}/healthz/ready", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "Ready");
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_taken_port_is_named_in_the_error() {
+    let first = start();
+    let config = ServerConfig {
+        listen_port: first.addr.port(),
+        ..ServerConfig::ephemeral()
+    };
+    let err = App::bind(
+        "second",
+        &config,
+        &Identity::named("b"),
+        Health::new(),
+        routes(),
+        Router::new(),
+    )
+    .err()
+    .expect("the port is taken");
+    let message = err.to_string();
+    assert!(
+        message.contains(&first.addr.port().to_string()),
+        "{message}"
+    );
+    assert!(message.contains("in use"), "{message}");
+    first.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stopping_fails_readiness_first_then_finishes_in_flight_requests() {
+    let app = start_with(ServerConfig {
+        shutdown_delay: Duration::from_millis(400),
+        ..ServerConfig::ephemeral()
+    });
+    let url = app.url();
+    let health = app.health.clone();
+    let in_flight = tokio::spawn(client().get(format!("{url}/slow")).send());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // During the shutdown delay the listener still answers, but readiness fails.
+    assert!(!health.is_ready());
+    let probe = client()
+        .get(format!("{url}/healthz/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let res = in_flight
+        .await
+        .unwrap()
+        .expect("in-flight request completes");
+    assert_eq!(res.text().await.unwrap(), "done");
+    stopping.await.unwrap().unwrap();
+    let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener closed"
+    );
+}

@@ -1,0 +1,175 @@
+//! The tips: parsing the fortune-style format, and re-reading the file when it changes.
+//!
+//! Format: tips separated by lines holding only `%` (as fortune files are); text around each
+//! tip is trimmed, empty entries are skipped, a tip may span several lines.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+const BUNDLED: &str = include_str!("../tips.txt");
+
+/// Default interval between checks of the tips file.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TipsError {
+    #[error("cannot read tips file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("tips file {path} holds no tips (separate tips with lines holding only %)")]
+    Empty { path: PathBuf },
+}
+
+/// The current set of tips, replaced whole on reload.
+pub struct Tips {
+    current: RwLock<Arc<[Arc<str>]>>,
+}
+
+impl Tips {
+    pub fn bundled() -> Self {
+        let tips = parse(BUNDLED);
+        assert!(!tips.is_empty(), "the bundled tips are empty");
+        Self::new(tips)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, TipsError> {
+        Ok(Self::new(read(path)?))
+    }
+
+    fn new(tips: Vec<Arc<str>>) -> Self {
+        Tips {
+            current: RwLock::new(tips.into()),
+        }
+    }
+
+    /// A tip picked uniformly at random. Never empty: every set holds at least one tip.
+    pub fn random(&self) -> Arc<str> {
+        let tips = self.snapshot();
+        tips[fastrand::usize(..tips.len())].clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.snapshot().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn all(&self) -> Vec<Arc<str>> {
+        self.snapshot().to_vec()
+    }
+
+    fn snapshot(&self) -> Arc<[Arc<str>]> {
+        self.current.read().expect("tips lock").clone()
+    }
+
+    fn replace(&self, tips: Vec<Arc<str>>) {
+        *self.current.write().expect("tips lock") = tips.into();
+    }
+}
+
+pub fn parse(text: &str) -> Vec<Arc<str>> {
+    let mut tips = Vec::new();
+    let mut entry = String::new();
+    for line in text.lines() {
+        if line.trim_end() == "%" {
+            push_entry(&mut tips, &mut entry);
+        } else {
+            entry.push_str(line);
+            entry.push('\n');
+        }
+    }
+    push_entry(&mut tips, &mut entry);
+    tips
+}
+
+fn push_entry(tips: &mut Vec<Arc<str>>, entry: &mut String) {
+    let tip = entry.trim();
+    if !tip.is_empty() {
+        tips.push(tip.into());
+    }
+    entry.clear();
+}
+
+fn read(path: &Path) -> Result<Vec<Arc<str>>, TipsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TipsError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let tips = parse(&text);
+    if tips.is_empty() {
+        return Err(TipsError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(tips)
+}
+
+/// Re-reads `path` whenever what it resolves to changes, keeping the previous tips when the new
+/// file is bad. It polls the file's metadata rather than watching the file: a ConfigMap update
+/// swaps the `..data` symlink of the mounted directory, which leaves the old file untouched and
+/// so never shows up as an event on it, while the resolved inode does change.
+pub fn watch(tips: Arc<Tips>, path: PathBuf, interval: Duration) {
+    tokio::spawn(async move {
+        let mut seen = fingerprint(&path).await;
+        loop {
+            tokio::time::sleep(interval).await;
+            let now = fingerprint(&path).await;
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            let path_for_read = path.clone();
+            match tokio::task::spawn_blocking(move || read(&path_for_read)).await {
+                Ok(Ok(new)) => {
+                    tracing::info!(path = %path.display(), count = new.len(), "reloaded tips");
+                    tips.replace(new);
+                }
+                Ok(Err(err)) => {
+                    tracing::warn!("{err}; keeping the {} tips loaded before", tips.len())
+                }
+                Err(err) => tracing::warn!("tips reload failed: {err}"),
+            }
+        }
+    });
+}
+
+/// Identifies the file's content without reading it: the resolved inode, size and mtime.
+async fn fingerprint(path: &Path) -> Option<(u64, u64, u64, i64, i64)> {
+    let m = tokio::fs::metadata(path).await.ok()?;
+    Some((m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_split_on_percent_lines_and_trimmed() {
+        let tips = parse("first\n%\n\n  second\nline two  \n%\n%\n\nthird\n");
+        let tips: Vec<&str> = tips.iter().map(|t| &**t).collect();
+        assert_eq!(tips, ["first", "second\nline two", "third"]);
+    }
+
+    #[test]
+    fn crlf_files_parse_too() {
+        assert_eq!(parse("a\r\n%\r\nb\r\n").len(), 2);
+    }
+
+    #[test]
+    fn bundled_tips_are_many_distinct_and_short() {
+        let tips = parse(BUNDLED);
+        assert!(tips.len() >= 60, "only {} bundled tips", tips.len());
+        let distinct: std::collections::HashSet<_> = tips.iter().collect();
+        assert_eq!(distinct.len(), tips.len(), "duplicate bundled tips");
+        for tip in &tips {
+            assert!(tip.len() <= 300, "tip too long for a page: {tip}");
+            assert!(!tip.contains('%'), "stray separator in: {tip}");
+        }
+    }
+}
