@@ -11,6 +11,8 @@ pub mod identity;
 pub mod negotiate;
 mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{LogFormat, ServerConfig};
 pub use health::Health;

@@ -21,11 +21,11 @@ struct Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     kit::telemetry::init(cli.server.log_format);
-    let config = quote::Config {
+    let config = quote_service::Config {
         server: cli.server,
         identity: cli.identity.resolve(),
         quotes_file: cli.quotes_file,
-        reload_interval: quote::tips::RELOAD_INTERVAL,
+        reload_interval: quote_service::tips::RELOAD_INTERVAL,
     };
-    kit::main_with(quote::build(config)).await
+    kit::main_with(quote_service::build(config)).await
 }
