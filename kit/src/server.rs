@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -23,7 +23,6 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -247,7 +246,9 @@ fn with_common_layers(router: Router, config: &ServerConfig, identity: &Identity
                     StatusCode::SERVICE_UNAVAILABLE,
                     config.request_timeout,
                 ))
-                .layer(RequestBodyLimitLayer::new(BODY_LIMIT)),
+                // Enforced by the body extractors, so that a service's own rejection handling can
+                // answer 413 in its own format (quiz answers JSON).
+                .layer(DefaultBodyLimit::max(BODY_LIMIT)),
         )
 }
 

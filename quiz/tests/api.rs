@@ -1,0 +1,577 @@
+//! The quiz API through real HTTP against the app on port 0, with a real database file.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kit::Running;
+use quiz::Config;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+struct Quiz {
+    app: Running,
+    client: Client,
+}
+
+impl Quiz {
+    async fn start(db: &Path) -> Quiz {
+        Self::start_with(Config::local("quiz-abc", db.to_owned())).await
+    }
+
+    async fn start_with(config: Config) -> Quiz {
+        let app = quiz::build(config).await.expect("quiz starts").spawn();
+        Quiz {
+            app,
+            client: Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.app.url()))
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap())
+    }
+
+    async fn answer(&self, id: &str, body: Value) -> (StatusCode, Value) {
+        let res = self
+            .client
+            .post(format!("{}/questions/{id}/answers", self.app.url()))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap())
+    }
+
+    async fn total_answers(&self) -> u64 {
+        self.get("/stats").await.1["answerCount"].as_u64().unwrap()
+    }
+
+    async fn stop(self) {
+        self.app.stop().await.unwrap();
+    }
+}
+
+fn db_in(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("data").join("quiz.db")
+}
+
+#[tokio::test]
+async fn root_names_the_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiz = Quiz::start(&db_in(&dir)).await;
+    let res = reqwest::get(format!("{}/", quiz.app.url())).await.unwrap();
+    assert_eq!(res.headers()["x-pod-name"], "quiz-abc");
+    assert_eq!(
+        res.text().await.unwrap(),
+        "This is the quiz service running in pod quiz-abc\n"
+    );
+    quiz.stop().await;
+}
+
+#[tokio::test]
+async fn questions_come_without_their_correct_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiz = Quiz::start(&db_in(&dir)).await;
+    let (status, q) = quiz.get("/questions/1").await;
+    assert_eq!(status, StatusCode::OK);
+    let keys: HashSet<&str> = q.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    assert_eq!(keys, HashSet::from(["id", "text", "answers"]));
+    assert_eq!(q["id"], 1);
+    assert!(q["answers"].as_array().unwrap().len() >= 3);
+
+    // Random questions cover the set (30 bundled; 300 draws miss one with p < 0.001).
+    let mut seen = HashSet::new();
+    for _ in 0..300 {
+        let (status, q) = quiz.get("/questions/random").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(q.get("correctAnswerIndex").is_none());
+        seen.insert(q["id"].as_u64().unwrap());
+    }
+    assert!(seen.len() >= 28, "only {} distinct questions", seen.len());
+    quiz.stop().await;
+}
+
+#[tokio::test]
+async fn answers_are_judged_recorded_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiz = Quiz::start(&db_in(&dir)).await;
+    // Bundled question 1: the correct answer is index 0.
+    let (status, right) = quiz
+        .answer("1", json!({"questionId": 1, "answerIndex": 0}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{right}");
+    assert_eq!(right["questionId"], 1);
+    assert_eq!(right["answerIndex"], 0);
+    assert_eq!(right["correctAnswerIndex"], 0);
+    assert_eq!(right["correct"], true);
+    let stamp = right["timestamp"].as_str().unwrap();
+    humantime::parse_rfc3339(stamp).unwrap_or_else(|e| panic!("{stamp}: {e}"));
+
+    let (_, wrong) = quiz
+        .answer("1", json!({"questionId": 1, "answerIndex": 2}))
+        .await;
+    assert_eq!(wrong["correct"], false);
+    assert_eq!(wrong["correctAnswerIndex"], 0);
+    quiz.answer("5", json!({"questionId": 5, "answerIndex": 1}))
+        .await;
+
+    let (status, one) = quiz.get("/questions/1/stats").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        one,
+        json!({"questionId": 1, "answerCount": 2, "correctCount": 1, "correctRatio": 0.5})
+    );
+    let (_, unanswered) = quiz.get("/questions/2/stats").await;
+    assert_eq!(unanswered["answerCount"], 0);
+    assert_eq!(unanswered["correctRatio"], Value::Null);
+
+    let (_, all) = quiz.get("/stats").await;
+    assert_eq!(all["answerCount"], 3);
+    assert_eq!(all["correctCount"], 2);
+    assert_eq!(all["questions"].as_array().unwrap().len(), 30);
+    quiz.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_error_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiz = Quiz::start(&db_in(&dir)).await;
+    let url = quiz.app.url();
+    let post = |path: &str, content_type: &str, body: String| {
+        quiz.client
+            .post(format!("{url}{path}"))
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (
+            quiz.client.get(format!("{url}/questions/abc")),
+            StatusCode::BAD_REQUEST,
+            "positive integer",
+        ),
+        (
+            quiz.client.get(format!("{url}/questions/999")),
+            StatusCode::NOT_FOUND,
+            "no question with id 999",
+        ),
+        (
+            quiz.client.get(format!("{url}/questions/-1/stats")),
+            StatusCode::BAD_REQUEST,
+            "positive integer",
+        ),
+        (
+            quiz.client.get(format!("{url}/questions/999/stats")),
+            StatusCode::NOT_FOUND,
+            "999",
+        ),
+        (
+            post(
+                "/questions/x/answers",
+                "application/json",
+                r#"{"questionId":1,"answerIndex":0}"#.into(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "positive integer",
+        ),
+        (
+            post(
+                "/questions/999/answers",
+                "application/json",
+                r#"{"questionId":999,"answerIndex":0}"#.into(),
+            ),
+            StatusCode::NOT_FOUND,
+            "999",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "application/json",
+                r#"{"questionId":1,"answerIndex":"#.into(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "malformed JSON",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "application/json",
+                r#"{"questionId":1}"#.into(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "answerIndex",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "application/json",
+                r#"{"answerIndex":1}"#.into(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "questionId",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "application/json",
+                r#"{"questionId":1,"answerIndex":"two"}"#.into(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "answerIndex",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "application/json",
+                r#"{"questionId":1,"answerIndex":1.5}"#.into(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "answerIndex",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "application/json",
+                r#"[1, 2]"#.into(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid answer",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "application/json",
+                r#"{"questionId":1,"answerIndex":4}"#.into(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "out of range",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "application/json",
+                r#"{"questionId":1,"answerIndex":-1}"#.into(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "out of range",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "application/json",
+                r#"{"questionId":2,"answerIndex":0}"#.into(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "does not match",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "application/json",
+                format!(
+                    r#"{{"questionId":1,"answerIndex":0,"pad":"{}"}}"#,
+                    "x".repeat(17 * 1024)
+                ),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than",
+        ),
+        (
+            post(
+                "/questions/1/answers",
+                "text/plain",
+                r#"{"questionId":1,"answerIndex":0}"#.into(),
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (
+            quiz.client
+                .post(format!("{url}/questions/1/answers"))
+                .body(r#"{"questionId":1,"answerIndex":0}"#),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        (
+            quiz.client.delete(format!("{url}/stats")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "DELETE is not allowed",
+        ),
+        (
+            quiz.client.get(format!("{url}/questions/1/answers")),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "GET is not allowed",
+        ),
+        (
+            quiz.client.get(format!("{url}/no/such/route")),
+            StatusCode::NOT_FOUND,
+            "no route",
+        ),
+    ];
+    for (request, want_status, want_text) in cases {
+        let res = request.send().await.unwrap();
+        let status = res.status();
+        let body: Value = res.json().await.expect("the error body is JSON");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert_eq!(status, want_status, "{body}");
+        assert!(message.contains(want_text), "want '{want_text}' in {body}");
+    }
+    assert_eq!(
+        quiz.total_answers().await,
+        0,
+        "a rejected answer was stored"
+    );
+    quiz.stop().await;
+}
+
+#[tokio::test]
+async fn the_database_is_durable_by_its_pragmas() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let store = quiz::Store::open(&db, &quiz::questions::bundled()).unwrap();
+    let (journal, synchronous) = store
+        .inspect(|conn| {
+            let journal: String = conn
+                .pragma_query_value(None, "journal_mode", |r| r.get(0))
+                .unwrap();
+            let sync: i64 = conn
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap();
+            (journal, sync)
+        })
+        .await
+        .unwrap();
+    assert_eq!(journal, "wal");
+    assert_eq!(synchronous, 2, "synchronous=FULL");
+}
+
+#[tokio::test]
+async fn concurrent_answers_all_succeed_and_are_all_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiz = Quiz::start(&db_in(&dir)).await;
+    let mut tasks = Vec::new();
+    for i in 0..200u64 {
+        let client = quiz.client.clone();
+        let url = format!("{}/questions/{}/answers", quiz.app.url(), i % 30 + 1);
+        let body = json!({"questionId": i % 30 + 1, "answerIndex": i % 3});
+        tasks.push(tokio::spawn(async move {
+            client.post(url).json(&body).send().await.unwrap().status()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(quiz.total_answers().await, 200);
+    quiz.stop().await;
+}
+
+#[tokio::test]
+async fn answers_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let quiz = Quiz::start(&db).await;
+    for _ in 0..3 {
+        quiz.answer("7", json!({"questionId": 7, "answerIndex": 2}))
+            .await;
+    }
+    quiz.stop().await;
+    let quiz = Quiz::start(&db).await;
+    let (_, stats) = quiz.get("/questions/7/stats").await;
+    assert_eq!(stats["answerCount"], 3);
+    assert_eq!(stats["correctCount"], 3);
+    quiz.stop().await;
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_new_question_set_is_upserted_by_id_and_history_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let first = write(
+        &dir,
+        "v1.yaml",
+        r#"
+- id: 1
+  text: "One?"
+  answers: ["a", "b", "c"]
+  correctAnswerIndex: 0
+- id: 2
+  text: "Two?"
+  answers: ["a", "b"]
+  correctAnswerIndex: 1
+"#,
+    );
+    let quiz = Quiz::start_with(Config {
+        questions_file: Some(first),
+        ..Config::local("q", db.clone())
+    })
+    .await;
+    assert_eq!(
+        quiz.answer("1", json!({"questionId": 1, "answerIndex": 0}))
+            .await
+            .1["correct"],
+        true
+    );
+    assert_eq!(
+        quiz.answer("2", json!({"questionId": 2, "answerIndex": 1}))
+            .await
+            .1["correct"],
+        true
+    );
+    quiz.stop().await;
+
+    // Question 1 changes its correct answer, 2 leaves the set, 3 joins: a JSON file this time.
+    let second = write(
+        &dir,
+        "v2.json",
+        r#"[
+        {"id": 1, "text": "One, reworded?", "answers": ["a", "b", "c"], "correctAnswerIndex": 2},
+        {"id": 3, "text": "Three?", "answers": ["x", "y"], "correctAnswerIndex": 0}
+    ]"#,
+    );
+    let quiz = Quiz::start_with(Config {
+        questions_file: Some(second),
+        ..Config::local("q", db)
+    })
+    .await;
+    let (_, q1) = quiz.get("/questions/1").await;
+    assert_eq!(q1["text"], "One, reworded?");
+    assert_eq!(quiz.get("/questions/2").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(quiz.get("/questions/3").await.0, StatusCode::OK);
+    assert_eq!(
+        quiz.answer("2", json!({"questionId": 2, "answerIndex": 1}))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+
+    // The earlier answer to 1 stays correct, and 2's answer is still counted.
+    let (_, s1) = quiz.get("/questions/1/stats").await;
+    assert_eq!(
+        (s1["answerCount"].as_u64(), s1["correctCount"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let (_, s2) = quiz.get("/questions/2/stats").await;
+    assert_eq!(s2["answerCount"], 1);
+    let (_, all) = quiz.get("/stats").await;
+    let ids: Vec<u64> = all["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["questionId"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [1, 2, 3]);
+    assert_eq!(all["answerCount"], 2);
+    quiz.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_question_set_stops_the_start_naming_the_question() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "dup.yaml",
+            "- {id: 4, text: A?, answers: [a, b], correctAnswerIndex: 0}\n- {id: 4, text: B?, answers: [a, b], correctAnswerIndex: 0}\n",
+            "question 4: duplicate id",
+        ),
+        (
+            "none.yaml",
+            "- {id: 5, text: A?, answers: [], correctAnswerIndex: 0}\n",
+            "question 5: needs at least two answers",
+        ),
+        (
+            "range.json",
+            r#"[{"id": 6, "text": "A?", "answers": ["a", "b"], "correctAnswerIndex": 2}]"#,
+            "question 6: correctAnswerIndex 2 is out of range",
+        ),
+        (
+            "empty.yaml",
+            "- {id: 7, text: '', answers: [a, b], correctAnswerIndex: 0}\n",
+            "question 7: text is empty",
+        ),
+        (
+            "typo.yaml",
+            "- {id: 8, text: A?, answer: [a, b], correctAnswerIndex: 0}\n",
+            "unknown field `answer`",
+        ),
+        ("broken.json", "[{", "not valid JSON"),
+    ];
+    for (name, text, want) in cases {
+        let path = write(&dir, name, text);
+        let config = Config {
+            questions_file: Some(path),
+            ..Config::local("q", db_in(&dir))
+        };
+        let err = quiz::build(config)
+            .await
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains(want) && err.contains(name), "{name}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_fails_while_the_database_is_unusable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = db_in(&dir);
+    let quiz = Quiz::start(&db).await;
+    let ready = || async {
+        let res = quiz
+            .client
+            .get(format!("{}/healthz/ready", quiz.app.url()))
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.text().await.unwrap())
+    };
+    assert_eq!(ready().await.0, StatusCode::OK);
+
+    // Someone breaks the schema under the running service.
+    let other = rusqlite_connection(&db);
+    other
+        .execute_batch("ALTER TABLE answers RENAME TO answers_moved")
+        .unwrap();
+    let (status, reason) = wait_for(&ready, |(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        reason.contains("database") && reason.contains("answers"),
+        "{reason}"
+    );
+
+    other
+        .execute_batch("ALTER TABLE answers_moved RENAME TO answers")
+        .unwrap();
+    wait_for(&ready, |(s, _)| *s == StatusCode::OK).await;
+    quiz.stop().await;
+}
+
+fn rusqlite_connection(db: &Path) -> quiz::store::Connection {
+    quiz::store::Connection::open(db).unwrap()
+}
+
+async fn wait_for<T, F: Future<Output = T>>(
+    mut probe: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = probe().await;
+        if done(&value) || Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
