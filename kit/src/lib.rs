@@ -5,6 +5,7 @@
 //! [`ServerConfig`], an [`Identity`] and a [`Health`], and either [`App::run`]s it until a
 //! signal (its `main.rs`) or [`App::spawn`]s it (tests and the local suite).
 
+pub mod balancer;
 pub mod config;
 pub mod health;
 pub mod identity;
@@ -14,10 +15,15 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use balancer::Balancer;
 pub use config::{LogFormat, ServerConfig};
 pub use health::Health;
 pub use identity::{ClientIp, Identity, IdentityArgs};
 pub use server::{App, Error, Running, main_with, shutdown_signal};
+
+/// Present in the extensions of requests that arrived over TLS.
+#[derive(Clone, Copy, Debug)]
+pub struct Tls;
 
 /// Largest request body any service accepts; bigger ones get 413.
 pub const BODY_LIMIT: usize = 16 * 1024;

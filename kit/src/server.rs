@@ -9,6 +9,8 @@ use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
+#[cfg(feature = "tls")]
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -43,6 +45,8 @@ pub struct App {
     health: Health,
     config: ServerConfig,
     name: String,
+    #[cfg(feature = "tls")]
+    tls: Option<(std::net::TcpListener, Arc<rustls::ServerConfig>)>,
 }
 
 impl App {
@@ -82,6 +86,8 @@ impl App {
             health,
             config: config.clone(),
             name: name.to_owned(),
+            #[cfg(feature = "tls")]
+            tls: None,
         })
     }
 
@@ -101,16 +107,41 @@ impl App {
         &self.health
     }
 
+    /// Serves the same routes over HTTPS on `port` (all addresses; 0 picks a free port).
+    #[cfg(feature = "tls")]
+    pub fn add_tls(&mut self, port: u16, tls: Arc<rustls::ServerConfig>) -> Result<(), Error> {
+        self.tls = Some((bind_dual_stack(port)?, tls));
+        Ok(())
+    }
+
+    /// The HTTPS listener's address, when there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        #[cfg(feature = "tls")]
+        if let Some((listener, _)) = &self.tls {
+            return listener.local_addr().ok();
+        }
+        None
+    }
+
     /// Serves until `shutdown` resolves, then drains as described at the top of this module.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let (addr, admin_addr) = (self.addr(), self.admin_addr());
-        tracing::info!(service = %self.name, %addr, %admin_addr, "listening");
+        match self.tls_addr() {
+            Some(tls_addr) => {
+                tracing::info!(service = %self.name, %addr, %tls_addr, %admin_addr, "listening")
+            }
+            None => tracing::info!(service = %self.name, %addr, %admin_addr, "listening"),
+        }
         let main = Handle::new();
         let admin = Handle::new();
-        let servers = [
-            serve(self.main, self.router, main.clone())?,
+        let mut servers = vec![
+            serve(self.main, self.router.clone(), main.clone())?,
             serve(self.admin, self.admin_router, admin.clone())?,
         ];
+        #[cfg(feature = "tls")]
+        if let Some((listener, tls)) = self.tls {
+            servers.push(serve_tls(listener, tls, self.router, main.clone())?);
+        }
 
         shutdown.await;
         self.health.begin_shutdown();
@@ -142,12 +173,14 @@ impl App {
     pub fn spawn(self) -> Running {
         let (stop, stopped) = oneshot::channel::<()>();
         let (addr, admin_addr, health) = (self.addr(), self.admin_addr(), self.health.clone());
+        let tls_addr = self.tls_addr();
         let task = tokio::spawn(self.run(async {
             let _ = stopped.await;
         }));
         Running {
             addr,
             admin_addr,
+            tls_addr,
             health,
             stop,
             task,
@@ -159,6 +192,7 @@ impl App {
 pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    pub tls_addr: Option<SocketAddr>,
     pub health: Health,
     stop: oneshot::Sender<()>,
     task: JoinHandle<io::Result<()>>,
@@ -222,15 +256,44 @@ fn serve(
     let mut server = axum_server::from_tcp(listener)?
         .acceptor(NoDelay)
         .handle(handle);
-    server
-        .http_builder()
+    limit_request_heads(server.http_builder());
+    Ok(tokio::spawn(server.serve(
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )))
+}
+
+#[cfg(feature = "tls")]
+fn serve_tls(
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    router: Router,
+    handle: Handle<SocketAddr>,
+) -> io::Result<JoinHandle<io::Result<()>>> {
+    use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+    let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls))
+        .handshake_timeout(Duration::from_secs(10))
+        .acceptor(NoDelay);
+    let mut server = axum_server::from_tcp(listener)?
+        .acceptor(acceptor)
+        .handle(handle);
+    limit_request_heads(server.http_builder());
+    // Handlers that print URLs need to know the request came over TLS.
+    let router = router.layer(axum::Extension(crate::Tls));
+    Ok(tokio::spawn(server.serve(
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )))
+}
+
+/// 431 for request heads over [`HEADER_LIMIT`]; a client that sends no complete head within
+/// 10 s is disconnected, so idle half-open connections cannot pile up.
+fn limit_request_heads(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
         .http1()
         .max_buf_size(HEADER_LIMIT)
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
-    Ok(tokio::spawn(server.serve(
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )))
 }
 
 fn with_common_layers(router: Router, config: &ServerConfig, identity: &Identity) -> Router {
@@ -269,7 +332,7 @@ async fn delay_response(State(delay): State<Duration>, request: Request, next: N
 }
 
 /// `[::]:port` accepting IPv4 too (IPV6_V6ONLY off); `0.0.0.0:port` where the kernel has no IPv6.
-fn bind_dual_stack(port: u16) -> Result<std::net::TcpListener, Error> {
+pub(crate) fn bind_dual_stack(port: u16) -> Result<std::net::TcpListener, Error> {
     let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
     match bind_listener(v6, Domain::IPV6) {
         Ok(listener) => Ok(listener),

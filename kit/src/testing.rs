@@ -12,6 +12,8 @@ pub struct Process {
     child: Child,
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The HTTPS listener, for a service that has one (kiada).
+    pub tls_addr: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -55,11 +57,12 @@ impl Process {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok((addr, admin_addr)) => {
+                Ok((addr, admin_addr, tls_addr)) => {
                     return Ok(Process {
                         child,
                         addr,
                         admin_addr,
+                        tls_addr,
                         logs,
                     });
                 }
@@ -133,7 +136,7 @@ impl Drop for Process {
 fn collect_lines(
     stream: impl std::io::Read + Send + 'static,
     logs: Arc<Mutex<Vec<String>>>,
-    listening: Option<mpsc::Sender<(SocketAddr, SocketAddr)>>,
+    listening: Option<mpsc::Sender<Addrs>>,
 ) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -147,14 +150,17 @@ fn collect_lines(
     });
 }
 
-fn listening_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+type Addrs = (SocketAddr, SocketAddr, Option<SocketAddr>);
+
+fn listening_addrs(line: &str) -> Option<Addrs> {
     let event: serde_json::Value = serde_json::from_str(line).ok()?;
     if event["message"] != "listening" {
         return None;
     }
     let addr = event["addr"].as_str()?.parse().ok()?;
     let admin = event["admin_addr"].as_str()?.parse().ok()?;
-    Some((addr, admin))
+    let tls = event["tls_addr"].as_str().and_then(|a| a.parse().ok());
+    Some((addr, admin, tls))
 }
 
 /// Marks a test that cannot run on this machine (a tool is missing). It says so loudly and

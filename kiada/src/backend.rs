@@ -1,0 +1,393 @@
+//! Calls to the quote and quiz Services: timeouts, which pod answered, and failures classified
+//! with a hint of what to check.
+//!
+//! Connection strategy. A ClusterIP Service balances connections, not requests: a pooled
+//! connection keeps reaching the same pod. kiada keeps idle connections only for a short while
+//! (`--backend-pool-idle-ms`, 1 s by default), so a person reloading the page every few seconds
+//! gets a fresh connection, and so a freshly chosen pod, each time, while a load of many requests
+//! a second reuses its connections and stays fast (a new connection per call costs about three
+//! times as much and can exhaust ephemeral ports). 0 opens a new connection for every call.
+
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+/// How a backend call failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureKind {
+    /// The name did not resolve.
+    Dns,
+    /// Nothing listens at the address.
+    Refused,
+    /// No complete answer within the backend timeout.
+    Timeout,
+    /// The connection was closed before an answer.
+    Closed,
+    /// Some other connection failure.
+    Connect,
+    /// The backend answered with an error status.
+    Status(u16),
+    /// The backend answered something that is not what it should.
+    InvalidResponse,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendError {
+    pub kind: FailureKind,
+    /// What happened, in a sentence.
+    pub message: String,
+}
+
+impl BackendError {
+    /// What to check, in one line.
+    pub fn hint(&self) -> &'static str {
+        match self.kind {
+            FailureKind::Dns => {
+                "The name did not resolve: check the Service name and namespace (kubectl get svc)."
+            }
+            FailureKind::Refused => {
+                "Connection refused: no ready endpoints? Check the Service selector and the pods' readiness (kubectl get endpointslices)."
+            }
+            FailureKind::Timeout => {
+                "No answer in time: the backend is overloaded or hanging, or a NetworkPolicy drops the traffic."
+            }
+            FailureKind::Closed => {
+                "The connection closed before an answer: the backend pod may have crashed or be shutting down."
+            }
+            FailureKind::Connect => {
+                "Could not connect: check the backend URL and the network path to it."
+            }
+            FailureKind::Status(_) => {
+                "The backend answered with an error: check its logs (kubectl logs)."
+            }
+            FailureKind::InvalidResponse => {
+                "The backend answered something unexpected: is the URL pointing at the right service?"
+            }
+        }
+    }
+
+    fn invalid(detail: impl std::fmt::Display) -> Self {
+        BackendError {
+            kind: FailureKind::InvalidResponse,
+            message: format!("unexpected response: {detail}"),
+        }
+    }
+}
+
+/// The result of one backend call and who served it.
+#[derive(Clone, Debug)]
+pub struct Reply<T> {
+    pub result: Result<T, BackendError>,
+    /// From the backend's `X-Pod-Name`, when it answered.
+    pub pod: Option<String>,
+    /// From the backend's `X-Pod-IP`.
+    pub pod_ip: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// A response relayed as it came (the proxy routes).
+pub struct Relayed {
+    pub status: StatusCode,
+    pub content_type: Option<HeaderValue>,
+    pub body: axum::body::Bytes,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct Question {
+    pub id: u32,
+    pub text: String,
+    pub answers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnswerResult {
+    pub question_id: u32,
+    pub answer_index: usize,
+    pub correct_answer_index: usize,
+    pub correct: bool,
+    pub timestamp: String,
+}
+
+/// Which backend; also the label in pages and errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    Quote,
+    Quiz,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Quote => "quote",
+            Service::Quiz => "quiz",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Backends {
+    client: reqwest::Client,
+    quote_url: Arc<str>,
+    quiz_url: Arc<str>,
+    timeout: Duration,
+    resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+}
+
+pub struct BackendsConfig {
+    pub quote_url: String,
+    pub quiz_url: String,
+    pub timeout: Duration,
+    /// How long an idle backend connection is kept; zero: a new connection per call.
+    pub pool_idle: Duration,
+    /// Replaces the system resolver (tests).
+    pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+}
+
+impl Backends {
+    pub fn new(config: BackendsConfig) -> Backends {
+        let client = client(config.timeout, config.pool_idle, config.resolver.clone());
+        Backends {
+            client,
+            quote_url: config.quote_url.into(),
+            quiz_url: config.quiz_url.trim_end_matches('/').into(),
+            timeout: config.timeout,
+            resolver: config.resolver,
+        }
+    }
+
+    pub fn quote_url(&self) -> &str {
+        &self.quote_url
+    }
+
+    pub fn quiz_url(&self) -> &str {
+        &self.quiz_url
+    }
+
+    /// A client for a lab run: `reuse` keeps one connection for all calls, otherwise each call
+    /// opens its own.
+    pub fn lab_client(&self, reuse: bool) -> reqwest::Client {
+        let idle = if reuse {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        };
+        client(self.timeout, idle, self.resolver.clone())
+    }
+
+    pub async fn quote(&self) -> Reply<String> {
+        let request = self
+            .client
+            .get(&*self.quote_url)
+            .header("accept", "text/plain");
+        call(request, |body| {
+            let text = String::from_utf8_lossy(&body).trim().to_owned();
+            if text.is_empty() {
+                return Err(BackendError::invalid("an empty tip"));
+            }
+            Ok(text)
+        })
+        .await
+    }
+
+    pub async fn random_question(&self) -> Reply<Question> {
+        let url = format!("{}/questions/random", self.quiz_url);
+        call(self.client.get(url), json_body).await
+    }
+
+    pub async fn question(&self, id: u32) -> Reply<Question> {
+        let url = format!("{}/questions/{id}", self.quiz_url);
+        call(self.client.get(url), json_body).await
+    }
+
+    pub async fn answer(&self, id: u32, answer_index: usize) -> Reply<AnswerResult> {
+        let url = format!("{}/questions/{id}/answers", self.quiz_url);
+        let body = serde_json::json!({"questionId": id, "answerIndex": answer_index});
+        call(self.client.post(url).json(&body), json_body).await
+    }
+
+    /// Forwards a request and returns the backend's answer whatever its status, so that the
+    /// caller can relay a 4xx unchanged.
+    pub async fn relay(
+        &self,
+        service: Service,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: axum::body::Bytes,
+    ) -> Reply<Relayed> {
+        let url = match service {
+            Service::Quote => self.quote_url.to_string(),
+            Service::Quiz => format!("{}{path}", self.quiz_url),
+        };
+        let mut request = self.client.request(method, url).body(body);
+        for name in ["accept", "content-type"] {
+            if let Some(value) = headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        let started = Instant::now();
+        let (pod, pod_ip, result) = match request.send().await {
+            Ok(res) => {
+                let (pod, pod_ip) = pod_of(res.headers());
+                let status = res.status();
+                let content_type = res.headers().get("content-type").cloned();
+                let result = res
+                    .bytes()
+                    .await
+                    .map_err(|e| classify(&e))
+                    .map(|body| Relayed {
+                        status,
+                        content_type,
+                        body,
+                    });
+                (pod, pod_ip, result)
+            }
+            Err(e) => (None, None, Err(classify(&e))),
+        };
+        Reply {
+            result,
+            pod,
+            pod_ip,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+fn client(
+    timeout: Duration,
+    pool_idle: Duration,
+    resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+) -> reqwest::Client {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(pool_idle)
+        .pool_max_idle_per_host(if pool_idle.is_zero() { 0 } else { usize::MAX });
+    if let Some(resolver) = resolver {
+        builder = builder.dns_resolver(resolver);
+    }
+    builder
+        .build()
+        .expect("an HTTP client without TLS always builds")
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: axum::body::Bytes) -> Result<T, BackendError> {
+    serde_json::from_slice(&body).map_err(BackendError::invalid)
+}
+
+/// The pod that produced a response, from the headers every service of the suite sets.
+pub fn pod_of(headers: &reqwest::header::HeaderMap) -> (Option<String>, Option<String>) {
+    let get = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    (get("x-pod-name"), get("x-pod-ip"))
+}
+
+async fn call<T>(
+    request: reqwest::RequestBuilder,
+    parse: impl FnOnce(axum::body::Bytes) -> Result<T, BackendError>,
+) -> Reply<T> {
+    let started = Instant::now();
+    let (pod, pod_ip, result) = match request.send().await {
+        Ok(res) => {
+            let (pod, pod_ip) = pod_of(res.headers());
+            let status = res.status();
+            let result = match res.bytes().await {
+                Err(e) => Err(classify(&e)),
+                Ok(body) if !status.is_success() => Err(BackendError {
+                    kind: FailureKind::Status(status.as_u16()),
+                    message: error_message(status, &body),
+                }),
+                Ok(body) => parse(body),
+            };
+            (pod, pod_ip, result)
+        }
+        Err(e) => (None, None, Err(classify(&e))),
+    };
+    Reply {
+        result,
+        pod,
+        pod_ip,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The backend's own explanation: the `error` field of a JSON body (as quiz sends), else the
+/// first line of the body, after the status.
+fn error_message(status: reqwest::StatusCode, body: &[u8]) -> String {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        error: String,
+    }
+    if let Ok(ErrorBody { error }) = serde_json::from_slice(body) {
+        return error;
+    }
+    let text = String::from_utf8_lossy(body);
+    let line: String = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .chars()
+        .take(200)
+        .collect();
+    if line.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {line}")
+    }
+}
+
+/// Sorts a transport error into the kinds the pages explain. The cause sits several sources
+/// down reqwest's error chain (reqwest → hyper-util → io or the resolver).
+pub fn classify(err: &reqwest::Error) -> BackendError {
+    let mut chain = Vec::new();
+    let mut source = err.source();
+    while let Some(s) = source {
+        chain.push(s);
+        source = s.source();
+    }
+    let io_kind = chain
+        .iter()
+        .find_map(|s| s.downcast_ref::<std::io::Error>())
+        .map(|e| e.kind());
+    let said = |text: &str| chain.iter().any(|s| s.to_string().contains(text));
+    let kind = if err.is_timeout() || io_kind == Some(std::io::ErrorKind::TimedOut) {
+        FailureKind::Timeout
+    } else if said("dns error") || said("failed to lookup address") {
+        FailureKind::Dns
+    } else if io_kind == Some(std::io::ErrorKind::ConnectionRefused) {
+        FailureKind::Refused
+    } else if said("connection closed")
+        || matches!(
+            io_kind,
+            Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof)
+        )
+    {
+        FailureKind::Closed
+    } else {
+        FailureKind::Connect
+    };
+    let detail = chain
+        .last()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| err.to_string());
+    let message = match kind {
+        FailureKind::Timeout => "timed out".to_owned(),
+        FailureKind::Dns => format!("DNS lookup failed: {detail}"),
+        FailureKind::Refused => "connection refused".to_owned(),
+        FailureKind::Closed => format!("connection closed: {detail}"),
+        _ => format!("cannot connect: {detail}"),
+    };
+    BackendError { kind, message }
+}

@@ -1,0 +1,59 @@
+//! kiada's own errors. Backend failures on the proxy routes are JSON (the page's script reads
+//! them); everything else is a line of text for curl.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::backend::{BackendError, FailureKind, Service};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The client's mistake, said in a sentence.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("a lab run is already in progress on this pod; try again when it ends")]
+    LabBusy,
+    /// A backend failed while relaying for the page's script.
+    #[error("the {} service failed: {}", service.name(), error.message)]
+    Proxy {
+        service: Service,
+        error: BackendError,
+    },
+    /// A backend failed while answering a curl user.
+    #[error("the {} service failed: {}\nHINT: {}", service.name(), error.message, error.hint())]
+    Backend {
+        service: Service,
+        error: BackendError,
+    },
+}
+
+/// 504 when the backend did not answer in time; 502 for every other backend failure.
+pub fn gateway_status(error: &BackendError) -> StatusCode {
+    match error.kind {
+        FailureKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        match &self {
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, format!("{self}\n")).into_response(),
+            Error::LabBusy => (StatusCode::TOO_MANY_REQUESTS, format!("{self}\n")).into_response(),
+            Error::Backend { error, .. } => {
+                (gateway_status(error), format!("ERROR: {self}\n")).into_response()
+            }
+            Error::Proxy { service, error } => {
+                let body = json!({
+                    "error": self.to_string(),
+                    "kind": error.kind,
+                    "hint": error.hint(),
+                    "service": service.name(),
+                });
+                (gateway_status(error), Json(body)).into_response()
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! `GET /lab/spread`: the chapter's lesson made visible. A Service balances connections, not
+//! requests: n calls over new connections spread across the pods, while n calls over one
+//! reused connection all reach the same pod.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Service, classify, pod_of};
+use crate::{AppState, Error};
+
+pub const MAX_CALLS: usize = 100;
+
+#[derive(Deserialize)]
+pub struct SpreadQuery {
+    service: Option<String>,
+    n: Option<String>,
+    connection: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Spread {
+    service: Service,
+    url: String,
+    connection: &'static str,
+    calls: usize,
+    failed: usize,
+    /// Calls answered by each pod.
+    pods: BTreeMap<String, usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+}
+
+/// Lets one lab run at a time use the pod; released on drop.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+pub async fn spread(
+    State(state): State<AppState>,
+    Query(query): Query<SpreadQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let service = match query.service.as_deref().unwrap_or("quote") {
+        "quote" => Service::Quote,
+        "quiz" => Service::Quiz,
+        other => return Err(bad(format!("service must be quote or quiz, not '{other}'"))),
+    };
+    let n = match query.n.as_deref().unwrap_or("20").parse::<usize>() {
+        Ok(n) if (1..=MAX_CALLS).contains(&n) => n,
+        _ => return Err(bad(format!("n must be a number from 1 to {MAX_CALLS}"))),
+    };
+    let reuse = match query.connection.as_deref().unwrap_or("new") {
+        "new" => false,
+        "reuse" => true,
+        other => {
+            return Err(bad(format!(
+                "connection must be new or reuse, not '{other}'"
+            )));
+        }
+    };
+    if state.lab_busy.swap(true, Ordering::Acquire) {
+        return Err(Error::LabBusy);
+    }
+    let _running = Running(&state.lab_busy);
+
+    let url = match service {
+        Service::Quote => state.backends.quote_url().to_owned(),
+        Service::Quiz => format!("{}/", state.backends.quiz_url()),
+    };
+    let client = state.backends.lab_client(reuse);
+    let mut result = Spread {
+        service,
+        url,
+        connection: if reuse { "reuse" } else { "new" },
+        calls: n,
+        failed: 0,
+        pods: BTreeMap::new(),
+        last_error: None,
+    };
+    // One after the other: concurrent calls would open several connections even in reuse mode.
+    for _ in 0..n {
+        match client.get(&result.url).send().await {
+            Ok(res) => {
+                let pod = pod_of(res.headers())
+                    .0
+                    .unwrap_or_else(|| "(no X-Pod-Name)".into());
+                let _ = res.bytes().await;
+                *result.pods.entry(pod).or_default() += 1;
+            }
+            Err(e) => {
+                result.failed += 1;
+                result.last_error = Some(classify(&e).message);
+            }
+        }
+    }
+    if kit::negotiate::wants_json(&headers) {
+        return Ok(Json(result).into_response());
+    }
+    Ok(text(&result).into_response())
+}
+
+fn bad(message: String) -> Error {
+    Error::BadRequest(format!(
+        "{message}. Usage: /lab/spread?service=quote|quiz&n=1..{MAX_CALLS}&connection=new|reuse"
+    ))
+}
+
+fn text(s: &Spread) -> String {
+    let mut out = String::new();
+    let over = if s.connection == "reuse" {
+        "one reused connection"
+    } else {
+        "a new connection each"
+    };
+    let _ = writeln!(
+        out,
+        "{} calls to {} ({}), {over}:",
+        s.calls,
+        s.service.name(),
+        s.url
+    );
+    let width = s.pods.keys().map(|p| p.len()).max().unwrap_or(0);
+    for (pod, count) in &s.pods {
+        let _ = writeln!(out, "  {pod:<width$}  {count:>3}  {}", "#".repeat(*count));
+    }
+    let _ = writeln!(
+        out,
+        "{} pod(s) answered; {} call(s) failed.",
+        s.pods.len(),
+        s.failed
+    );
+    if let Some(e) = &s.last_error {
+        let _ = writeln!(out, "Last error: {e}");
+    }
+    out
+}

@@ -1,0 +1,117 @@
+//! kiada, the front end: a text page for curl and an HTML page for browsers, showing a tip from
+//! the quote service, a question from the quiz service, which pod answered each, and who served
+//! the page.
+
+mod assets;
+pub mod backend;
+pub mod discovery;
+mod error;
+pub mod lab;
+pub mod render;
+pub mod routes;
+pub mod status;
+pub mod tls;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+pub use backend::Backends;
+pub use discovery::{Discovered, ServiceEnv, Source};
+pub use error::Error;
+pub use status::Status;
+pub use tls::TlsConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Server(#[from] kit::Error),
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub server: kit::ServerConfig,
+    pub identity: kit::Identity,
+    /// Full URL of the quote endpoint (`http://quote/quote`).
+    pub quote: Discovered,
+    /// Base URL of the quiz service (`http://quiz`).
+    pub quiz: Discovered,
+    /// Each backend call's time limit.
+    pub backend_timeout: Duration,
+    /// How long idle backend connections are kept (see `backend.rs`); zero: none are.
+    pub backend_pool_idle: Duration,
+    pub status: Status,
+    /// The HTTPS listener; `None` serves HTTP only.
+    pub tls: Option<TlsConfig>,
+    /// Replaces the system resolver for backend calls (tests).
+    pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+}
+
+impl Config {
+    /// Free ports, no TLS, the given backends.
+    pub fn local(pod_name: &str, quote_url: &str, quiz_url: &str) -> Self {
+        let explicit = |url: &str| Discovered {
+            url: url.to_owned(),
+            source: Source::Explicit,
+        };
+        Config {
+            server: kit::ServerConfig::ephemeral(),
+            identity: kit::Identity::named(pod_name),
+            quote: explicit(quote_url),
+            quiz: explicit(quiz_url),
+            backend_timeout: Duration::from_secs(2),
+            backend_pool_idle: Duration::from_secs(1),
+            status: Status::new(status::DEFAULT),
+            tls: None,
+            resolver: None,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub backends: Backends,
+    pub identity: Arc<kit::Identity>,
+    pub status: Status,
+    /// Set while a spread lab runs.
+    pub lab_busy: Arc<AtomicBool>,
+}
+
+/// Binds the listeners (HTTPS too, unless disabled). Readiness does not depend on the
+/// backends: a failing quote service must not take every kiada pod out of its Service too.
+pub async fn build(config: Config) -> Result<kit::App, StartError> {
+    for (service, found) in [("quote", &config.quote), ("quiz", &config.quiz)] {
+        tracing::info!(service, url = %found.url, source = %found.source, "backend");
+    }
+    let backends = Backends::new(backend::BackendsConfig {
+        quote_url: config.quote.url.clone(),
+        quiz_url: config.quiz.url.clone(),
+        timeout: config.backend_timeout,
+        pool_idle: config.backend_pool_idle,
+        resolver: config.resolver.clone(),
+    });
+    let state = AppState {
+        backends,
+        identity: Arc::new(config.identity.clone()),
+        status: config.status.clone(),
+        lab_busy: Arc::new(AtomicBool::new(false)),
+    };
+    let mut app = kit::App::bind(
+        "kiada",
+        &config.server,
+        &config.identity,
+        kit::Health::new(),
+        routes::router(state),
+        axum::Router::new(),
+    )?;
+    if let Some(tls) = &config.tls {
+        let names = [
+            config.identity.pod_name.clone(),
+            config.identity.hostname.clone(),
+        ];
+        app.add_tls(tls.port, tls::server_config(tls, &names)?)?;
+    }
+    Ok(app)
+}

@@ -1,0 +1,212 @@
+//! The page: what it shows, gathered once, then rendered as text, HTML or JSON.
+
+use std::fmt::Write;
+
+use askama::Template;
+use serde::Serialize;
+
+use crate::backend::{AnswerResult, BackendError, Question, Reply};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Everything a page shows.
+pub struct Page {
+    pub tip: Reply<String>,
+    pub question: Reply<Question>,
+    pub request: RequestInfo,
+    pub status: String,
+    /// `scheme://host` the client used, for the curl commands the text page suggests.
+    pub origin: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestInfo {
+    pub pod_name: String,
+    pub pod_namespace: String,
+    pub node_name: String,
+    pub hostname: String,
+    pub pod_ip: String,
+    pub node_ip: String,
+    pub client_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forwarded_for: Option<String>,
+}
+
+/// One backend call as the pages show it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Served<'a, T: Serialize> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<&'a T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a BackendError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'static str>,
+    pub pod: Option<&'a str>,
+    pub pod_ip: Option<&'a str>,
+    pub elapsed_ms: f64,
+}
+
+impl<'a, T: Serialize> From<&'a Reply<T>> for Served<'a, T> {
+    fn from(reply: &'a Reply<T>) -> Self {
+        Served {
+            value: reply.result.as_ref().ok(),
+            error: reply.result.as_ref().err(),
+            hint: reply.result.as_ref().err().map(BackendError::hint),
+            pod: reply.pod.as_deref(),
+            pod_ip: reply.pod_ip.as_deref(),
+            elapsed_ms: millis(reply.elapsed),
+        }
+    }
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+/// "served by pod quote-abc in 1.2 ms", or what is known of a failed call.
+fn served_by<T>(reply: &Reply<T>) -> String {
+    let pod = reply.pod.as_deref().unwrap_or("no pod");
+    format!("{pod} in {} ms", millis(reply.elapsed))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageJson<'a> {
+    version: &'static str,
+    tip: Served<'a, String>,
+    question: Served<'a, Question>,
+    request: &'a RequestInfo,
+    status: &'a str,
+}
+
+impl Page {
+    pub fn json(&self) -> PageJson<'_> {
+        PageJson {
+            version: VERSION,
+            tip: (&self.tip).into(),
+            question: (&self.question).into(),
+            request: &self.request,
+            status: &self.status,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let r = &self.request;
+        let _ = writeln!(out, "==== KIADA {VERSION}\n");
+        let _ = writeln!(out, "==== TIP OF THE MINUTE");
+        match &self.tip.result {
+            Ok(tip) => {
+                let _ = writeln!(out, "{tip}");
+            }
+            Err(e) => write_error(&mut out, "quote", e),
+        }
+        let _ = writeln!(out, "(quote served by {})\n", served_by(&self.tip));
+
+        let _ = writeln!(out, "==== POP QUIZ");
+        match &self.question.result {
+            Ok(q) => {
+                let _ = writeln!(out, "Question {}: {}", q.id, q.text);
+                for (i, answer) in q.answers.iter().enumerate() {
+                    let _ = writeln!(out, "  {i}) {answer}");
+                }
+                let _ = writeln!(
+                    out,
+                    "Answer with: curl -X POST {}/question/{}/answers/<number>",
+                    self.origin, q.id
+                );
+            }
+            Err(e) => write_error(&mut out, "quiz", e),
+        }
+        let _ = writeln!(out, "(quiz served by {})\n", served_by(&self.question));
+
+        let _ = writeln!(out, "==== REQUEST INFO");
+        let _ = writeln!(
+            out,
+            "Request processed by kiada {VERSION} in pod \"{}\" on node \"{}\".",
+            r.pod_name, r.node_name
+        );
+        let _ = writeln!(
+            out,
+            "Pod hostname: {}; Pod IP: {}; Node IP: {}; Client IP: {}",
+            r.hostname, r.pod_ip, r.node_ip, r.client_ip
+        );
+        if let Some(xff) = &r.forwarded_for {
+            let _ = writeln!(out, "X-Forwarded-For: {xff}");
+        }
+        let _ = writeln!(out, "\n==== STATUS\n{}\n", self.status);
+        let _ = writeln!(
+            out,
+            "The HTML version of this page is at {}/html",
+            self.origin
+        );
+        out
+    }
+
+    pub fn html(&self) -> String {
+        PageHtml {
+            base: "",
+            version: VERSION,
+            tip: &self.tip,
+            question: &self.question,
+            request: &self.request,
+            status: &self.status,
+        }
+        .render()
+        .unwrap_or_else(|e| format!("template error: {e}"))
+    }
+}
+
+fn write_error(out: &mut String, service: &str, e: &BackendError) {
+    let _ = writeln!(
+        out,
+        "ERROR: cannot reach the {service} service: {}",
+        e.message
+    );
+    let _ = writeln!(out, "HINT: {}", e.hint());
+}
+
+#[derive(Template)]
+#[template(path = "page.html")]
+struct PageHtml<'a> {
+    base: &'a str,
+    version: &'a str,
+    tip: &'a Reply<String>,
+    question: &'a Reply<Question>,
+    request: &'a RequestInfo,
+    status: &'a str,
+}
+
+/// The result of answering through the form (no JavaScript).
+#[derive(Template)]
+#[template(path = "answer.html")]
+pub struct AnswerHtml<'a> {
+    pub base: &'a str,
+    pub version: &'a str,
+    pub question: Option<&'a Question>,
+    pub result: Result<&'a AnswerResult, String>,
+    pub pod: &'a str,
+}
+
+/// The text reply to `POST /question/{id}/answers/{index}`.
+pub fn answer_text(question: Option<&Question>, result: &AnswerResult, pod: &str) -> String {
+    let label = |i: usize| match question.and_then(|q| q.answers.get(i)) {
+        Some(text) => format!("{i}) {text}"),
+        None => format!("answer {i}"),
+    };
+    let verdict = if result.correct {
+        format!(
+            "Correct! {} is the right answer.",
+            label(result.answer_index)
+        )
+    } else {
+        format!(
+            "Wrong: you chose {}. The right answer is {}.",
+            label(result.answer_index),
+            label(result.correct_answer_index)
+        )
+    };
+    format!("{verdict}\n(recorded by quiz pod {pod})\n")
+}

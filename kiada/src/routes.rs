@@ -1,0 +1,309 @@
+//! HTTP routes of kiada: the pages, answering, the proxy for the page's script, the lab.
+
+use axum::body::Bytes;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, FromRequestParts, Path, State};
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::backend::{FailureKind, Service};
+use crate::render::{AnswerHtml, Page, RequestInfo, VERSION, answer_text};
+use crate::{AppState, Error, assets, lab};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/text", get(text_page))
+        .route("/html", get(html_page))
+        .route("/api", get(api_page))
+        .route("/html/answer", post(form_answer))
+        .route("/question/{id}/answers/{index}", post(curl_answer))
+        .route("/proxy/quote", get(proxy_quote))
+        .route("/proxy/quiz/questions/random", get(proxy_random_question))
+        .route("/proxy/quiz/questions/{id}/answers", post(proxy_answer))
+        .route("/lab/spread", get(lab::spread))
+        .route("/static/{file}", get(assets::file))
+        .route("/favicon.ico", get(assets::favicon))
+        .fallback(kit::not_found)
+        .with_state(state)
+}
+
+/// Browsers go to the HTML page; curl gets the text page; API clients get JSON.
+async fn index(state: State<AppState>, headers: HeaderMap, visit: Visit) -> Response {
+    let offered = ["text/plain", "text/html", "application/json"];
+    match kit::negotiate::best(&headers, &offered) {
+        // Relative, so that the redirect works behind a path prefix.
+        Some("text/html") => (StatusCode::FOUND, [(LOCATION, "html")]).into_response(),
+        Some("application/json") => api_page(state, visit).await,
+        _ => text_page(state, visit).await,
+    }
+}
+
+async fn text_page(State(state): State<AppState>, visit: Visit) -> Response {
+    let page = gather(&state, visit).await;
+    ([(CONTENT_TYPE, "text/plain; charset=utf-8")], page.text()).into_response()
+}
+
+async fn html_page(State(state): State<AppState>, visit: Visit) -> Response {
+    Html(gather(&state, visit).await.html()).into_response()
+}
+
+async fn api_page(State(state): State<AppState>, visit: Visit) -> Response {
+    Json(gather(&state, visit).await.json()).into_response()
+}
+
+/// What the page says about the request itself.
+struct Visit {
+    client: kit::ClientIp,
+    forwarded_for: Option<String>,
+    /// `scheme://host` as the client addressed this pod, for the curl commands on the text page.
+    origin: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Visit {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let client = kit::ClientIp::from_request_parts(parts, state).await?;
+        let text = |name| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let host = text("host")
+            .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .unwrap_or_else(|| "localhost".into());
+        let scheme = if parts.extensions.get::<kit::Tls>().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        Ok(Visit {
+            client,
+            forwarded_for: text("x-forwarded-for"),
+            origin: format!("{scheme}://{host}"),
+        })
+    }
+}
+
+/// Calls both backends at once; each has its own timeout, so one slow backend costs the page
+/// at most that timeout and never hides the other's answer.
+async fn gather(state: &AppState, visit: Visit) -> Page {
+    let (tip, question) = tokio::join!(state.backends.quote(), state.backends.random_question());
+    let id = &state.identity;
+    Page {
+        tip,
+        question,
+        request: RequestInfo {
+            pod_name: id.pod_name.clone(),
+            pod_namespace: id.pod_namespace.clone(),
+            node_name: id.node_name.clone(),
+            hostname: id.hostname.clone(),
+            pod_ip: id.pod_ip.clone(),
+            node_ip: id.node_ip.clone(),
+            client_ip: visit.client.0.to_string(),
+            forwarded_for: visit.forwarded_for,
+        },
+        status: state.status.get().to_string(),
+        origin: visit.origin,
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(what: &str, raw: &str) -> Result<T, Error> {
+    raw.trim().parse().map_err(|_| {
+        Error::BadRequest(format!(
+            "{what} must be a non-negative whole number, got '{raw}'"
+        ))
+    })
+}
+
+/// `curl -X POST …/question/3/answers/1`, as the text page suggests.
+async fn curl_answer(
+    State(state): State<AppState>,
+    Path((id, index)): Path<(String, String)>,
+) -> Result<Response, Error> {
+    let id: u32 = parse_number("the question id", &id)?;
+    let index: usize = parse_number("the answer number", &index)?;
+    let (answer, question) = tokio::join!(
+        state.backends.answer(id, index),
+        state.backends.question(id)
+    );
+    match answer.result {
+        Ok(result) => {
+            let pod = answer.pod.as_deref().unwrap_or("unknown");
+            let text = answer_text(question.result.as_ref().ok(), &result, pod);
+            Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+        }
+        // The quiz service's own verdict on bad input (unknown question, index out of range).
+        Err(e) if matches!(e.kind, FailureKind::Status(400..=499)) => {
+            let FailureKind::Status(code) = e.kind else {
+                unreachable!()
+            };
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+            Ok((status, format!("{}\n", e.message)).into_response())
+        }
+        Err(error) => Err(Error::Backend {
+            service: Service::Quiz,
+            error,
+        }),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnswerForm {
+    question_id: String,
+    answer_index: String,
+}
+
+/// The form's answer when the page runs without JavaScript.
+async fn form_answer(
+    State(state): State<AppState>,
+    form: Result<Form<AnswerForm>, FormRejection>,
+) -> Response {
+    let page = |status: StatusCode, question, result: Result<_, String>, pod: &str| {
+        let html = AnswerHtml {
+            base: "../",
+            version: VERSION,
+            question,
+            result,
+            pod,
+        };
+        let body =
+            askama::Template::render(&html).unwrap_or_else(|e| format!("template error: {e}"));
+        (status, Html(body)).into_response()
+    };
+    let parsed = form.map_err(|e| e.body_text()).and_then(|Form(f)| {
+        let id: u32 = parse_number("questionId", &f.question_id).map_err(|e| e.to_string())?;
+        let index: usize =
+            parse_number("answerIndex", &f.answer_index).map_err(|e| e.to_string())?;
+        Ok((id, index))
+    });
+    let (id, index) = match parsed {
+        Ok(v) => v,
+        Err(message) => return page(StatusCode::BAD_REQUEST, None, Err(message), "no pod"),
+    };
+    let (answer, question) = tokio::join!(
+        state.backends.answer(id, index),
+        state.backends.question(id)
+    );
+    let pod = answer.pod.as_deref().unwrap_or("no pod");
+    match &answer.result {
+        Ok(result) => page(
+            StatusCode::OK,
+            question.result.as_ref().ok(),
+            Ok(result),
+            pod,
+        ),
+        Err(e) => {
+            let status = match e.kind {
+                FailureKind::Status(code @ 400..=499) => {
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST)
+                }
+                _ => crate::error::gateway_status(e),
+            };
+            let message = format!("{} ({})", e.message, e.hint());
+            page(status, None, Err(message), pod)
+        }
+    }
+}
+
+async fn proxy_quote(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    relay(
+        &state,
+        Service::Quote,
+        Method::GET,
+        "",
+        &headers,
+        Bytes::new(),
+    )
+    .await
+}
+
+async fn proxy_random_question(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    relay(
+        &state,
+        Service::Quiz,
+        Method::GET,
+        "/questions/random",
+        &headers,
+        Bytes::new(),
+    )
+    .await
+}
+
+async fn proxy_answer(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Only digits go into the forwarded path: a decoded `..%2F` must not reach other routes.
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        let error = serde_json::json!({"error": format!("question id must be a positive integer, got '{id}'")});
+        return (StatusCode::BAD_REQUEST, Json(error)).into_response();
+    }
+    let path = format!("/questions/{id}/answers");
+    relay(&state, Service::Quiz, Method::POST, &path, &headers, body).await
+}
+
+/// Relays a backend's answer: 2xx and 4xx unchanged, a backend 5xx or transport failure as 502
+/// (504 on timeout) with a JSON error. Either way the response names the backend pod.
+async fn relay(
+    state: &AppState,
+    service: Service,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let reply = state
+        .backends
+        .relay(service, method, path, headers, body)
+        .await;
+    let mut response = match reply.result {
+        Ok(r) if r.status.is_server_error() => Error::Proxy {
+            service,
+            error: crate::backend::BackendError {
+                kind: FailureKind::Status(r.status.as_u16()),
+                message: format!("it answered {}", r.status),
+            },
+        }
+        .into_response(),
+        Ok(r) => {
+            let mut response = (r.status, r.body).into_response();
+            if let Some(ct) = r.content_type {
+                response.headers_mut().insert(CONTENT_TYPE, ct);
+            }
+            response
+        }
+        Err(error) => Error::Proxy { service, error }.into_response(),
+    };
+    name_backend_pod(
+        response.headers_mut(),
+        &reply_pod(&reply.pod, &reply.pod_ip),
+    );
+    response
+}
+
+fn reply_pod(pod: &Option<String>, ip: &Option<String>) -> [(HeaderName, Option<String>); 2] {
+    [
+        (HeaderName::from_static("x-backend-pod-name"), pod.clone()),
+        (HeaderName::from_static("x-backend-pod-ip"), ip.clone()),
+    ]
+}
+
+fn name_backend_pod(headers: &mut HeaderMap, values: &[(HeaderName, Option<String>); 2]) {
+    for (name, value) in values {
+        if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(name.clone(), value);
+        }
+    }
+}
