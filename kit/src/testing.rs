@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ pub struct Process {
     pub admin_addr: SocketAddr,
     /// The HTTPS listener, for a service that has one (kiada).
     pub tls_addr: Option<SocketAddr>,
+    stdin: Option<ChildStdin>,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -44,11 +45,12 @@ impl Process {
         let mut child = command
             .args(["--listen-port", "0", "--admin-port", "0"])
             .args(["--log-format", "json"])
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
+        let stdin = child.stdin.take();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         collect_lines(child.stdout.take().unwrap(), logs.clone(), Some(tx));
@@ -63,6 +65,7 @@ impl Process {
                         addr,
                         admin_addr,
                         tls_addr,
+                        stdin,
                         logs,
                     });
                 }
@@ -87,6 +90,15 @@ impl Process {
 
     pub fn admin_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.admin_addr.port())
+    }
+
+    /// The process's standard input; dropping it (see [`Process::close_stdin`]) ends the input.
+    pub fn stdin(&mut self) -> &mut ChildStdin {
+        self.stdin.as_mut().expect("stdin is still open")
+    }
+
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,168 @@
+//! The spread lab over three stand-in quote pods behind the shared per-connection balancer.
+
+mod support;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use kit::Balancer;
+use serde_json::Value;
+use support::*;
+
+struct Lab {
+    _pods: Vec<StandIn>,
+    _balancer: Balancer,
+    kiada: kit::Running,
+}
+
+async fn lab(pods: Vec<Router>) -> Lab {
+    let mut stand_ins = Vec::new();
+    for pod in pods {
+        stand_ins.push(serve(pod).await);
+    }
+    let addrs = stand_ins
+        .iter()
+        .map(|s| ([127, 0, 0, 1], s.port).into())
+        .collect();
+    let balancer = Balancer::start(0, addrs).unwrap();
+    let quiz = serve(quiz("quiz-a", "Q?")).await;
+    let kiada = start(config(&format!("{}/quote", balancer.url()), &quiz.url)).await;
+    stand_ins.push(quiz);
+    Lab {
+        _pods: stand_ins,
+        _balancer: balancer,
+        kiada,
+    }
+}
+
+async fn three_pods() -> Lab {
+    lab(vec![
+        quote("quote-1", "one"),
+        quote("quote-2", "two"),
+        quote("quote-3", "three"),
+    ])
+    .await
+}
+
+#[tokio::test]
+async fn new_connections_spread_over_every_pod_and_one_reused_connection_does_not() {
+    let lab = three_pods().await;
+    let url = lab.kiada.url();
+
+    let spread: Value = fetch(
+        format!("{url}/lab/spread?service=quote&n=30&connection=new"),
+        "application/json",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(spread["calls"], 30);
+    assert_eq!(spread["failed"], 0);
+    // Round robin per connection: ten each.
+    for pod in ["quote-1", "quote-2", "quote-3"] {
+        assert_eq!(spread["pods"][pod], 10, "{spread}");
+    }
+
+    let reused: Value = fetch(
+        format!("{url}/lab/spread?service=quote&n=30&connection=reuse"),
+        "application/json",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let pods = reused["pods"].as_object().unwrap();
+    assert_eq!(pods.len(), 1, "one connection, one pod: {reused}");
+    assert_eq!(pods.values().next().unwrap(), 30);
+
+    let text = text(format!("{url}/lab/spread?n=6")).await;
+    assert!(text.starts_with("6 calls to quote ("), "{text}");
+    assert!(text.contains("a new connection each"), "{text}");
+    assert!(
+        text.contains("quote-1") && text.contains("quote-2") && text.contains("quote-3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 pod(s) answered; 0 call(s) failed."),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn human_paced_page_loads_reach_different_pods() {
+    // kiada keeps idle backend connections for a short while only; a person reloading every
+    // few seconds gets a new connection, and so possibly another pod, each time.
+    let lab = three_pods().await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let page: Value = fetch(format!("{}/api", lab.kiada.url()), "*/*")
+            .await
+            .json()
+            .await
+            .unwrap();
+        seen.insert(page["tip"]["pod"].as_str().unwrap().to_owned());
+        // Past the 1 s idle timeout of the default configuration.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}
+
+#[tokio::test]
+async fn the_quiz_service_can_be_sampled_too_and_failures_are_counted() {
+    let lab = lab(vec![quote("quote-1", "one")]).await;
+    let spread: Value = fetch(
+        format!("{}/lab/spread?service=quiz&n=4", lab.kiada.url()),
+        "application/json",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(spread["pods"]["quiz-a"], 4, "{spread}");
+
+    let down = start(config(
+        &format!("http://127.0.0.1:{}/quote", closed_port()),
+        "http://127.0.0.1:1",
+    ))
+    .await;
+    let text = text(format!("{}/lab/spread?n=3", down.url())).await;
+    assert!(
+        text.contains("0 pod(s) answered; 3 call(s) failed."),
+        "{text}"
+    );
+    assert!(text.contains("Last error: connection refused"), "{text}");
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_and_a_second_run_at_once_is_429() {
+    let slow = Router::new().route(
+        "/quote",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ([("x-pod-name", "slow-pod")], "slow\n")
+        }),
+    );
+    let lab = lab(vec![slow]).await;
+    let url = lab.kiada.url();
+    for query in ["service=db", "n=0", "n=101", "n=ten", "connection=maybe"] {
+        let res = fetch(format!("{url}/lab/spread?{query}"), "*/*").await;
+        assert_eq!(res.status(), 400, "{query}");
+        assert!(
+            res.text().await.unwrap().contains("Usage: /lab/spread?"),
+            "{query}"
+        );
+    }
+
+    let first = tokio::spawn(fetch(format!("{url}/lab/spread?n=10"), "*/*"));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let second = fetch(format!("{url}/lab/spread?n=1"), "*/*").await;
+    assert_eq!(second.status(), 429);
+    assert_eq!(first.await.unwrap().status(), 200);
+    // Free again once the first run ended.
+    assert_eq!(
+        fetch(format!("{url}/lab/spread?n=1"), "*/*").await.status(),
+        200
+    );
+}
