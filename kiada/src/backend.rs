@@ -264,10 +264,6 @@ fn client(
     pool_idle: Duration,
     resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
 ) -> reqwest::Client {
-    // Backend calls are plain HTTP, but when another crate in the same build turns on reqwest's
-    // TLS (tests that call kiada over HTTPS do), reqwest insists on a process-wide rustls
-    // provider. ring is the one kiada already uses for its listener; installing twice is a no-op.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)

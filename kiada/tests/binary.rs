@@ -148,16 +148,7 @@ async fn https_is_on_by_default_with_a_self_signed_certificate() {
         .env("TLS_KEY_FILE", dir.path().join("tls.key"));
     let kiada = Process::spawn(command).expect("kiada starts");
     let port = kiada.tls_addr.expect("an HTTPS listener").port();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
-    let res = client
-        .get(format!("https://127.0.0.1:{port}/healthz/ready"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let (response, _) = https_get(port, "/healthz/ready", None).await;
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(kiada.logs().join("\n").contains("self-signed"));
 }

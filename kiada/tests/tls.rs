@@ -7,17 +7,6 @@ use std::path::PathBuf;
 use kiada::TlsConfig;
 use support::*;
 
-fn tls_client(roots: Option<&[u8]>) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let builder = reqwest::Client::builder().tls_version_min(reqwest::tls::Version::TLS_1_2);
-    match roots {
-        Some(pem) => builder.tls_certs_only([reqwest::Certificate::from_pem(pem).unwrap()]),
-        None => builder.tls_danger_accept_invalid_certs(true),
-    }
-    .build()
-    .unwrap()
-}
-
 #[tokio::test]
 async fn without_a_mounted_certificate_https_uses_a_self_signed_one() {
     let s = healthy().await;
@@ -30,15 +19,17 @@ async fn without_a_mounted_certificate_https_uses_a_self_signed_one() {
     });
     let kiada = start(config).await;
     let port = kiada.tls_addr.expect("an HTTPS listener").port();
-    let res = tls_client(None)
-        .get(format!("https://localhost:{port}/text"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.headers()["x-pod-name"], "kiada-test");
-    let page = res.text().await.unwrap();
+    let (page, version) = https_get(port, "/text", None).await;
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+    assert!(page.contains("x-pod-name: kiada-test"), "{page}");
     assert!(page.contains("Services balance connections."), "{page}");
+    assert!(
+        matches!(
+            version,
+            rustls::ProtocolVersion::TLSv1_3 | rustls::ProtocolVersion::TLSv1_2
+        ),
+        "{version:?}"
+    );
     assert!(
         page.contains(&format!("https://localhost:{port}/html")),
         "{page}"
@@ -67,12 +58,8 @@ async fn a_mounted_certificate_is_served_and_verifies() {
     let kiada = start(config).await;
     let port = kiada.tls_addr.unwrap().port();
     // Verified against exactly that certificate: proof it is the one served.
-    let res = tls_client(Some(cert_pem.as_bytes()))
-        .get(format!("https://localhost:{port}/healthz/ready"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    let (response, _) = https_get(port, "/healthz/ready", Some(cert_pem)).await;
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
 }
 
 #[tokio::test]

@@ -55,9 +55,10 @@ pub struct AppState {
 pub async fn build(config: Config) -> Result<kit::App, Error> {
     let tips = match &config.quotes_file {
         Some(path) => {
+            let seen = tips::fingerprint(path);
             let tips = Arc::new(Tips::from_file(path)?);
             tracing::info!(path = %path.display(), count = tips.len(), "loaded tips from file");
-            tips::watch(tips.clone(), path.clone(), config.reload_interval);
+            tips::watch(tips.clone(), path.clone(), seen, config.reload_interval);
             tips
         }
         None => Arc::new(Tips::bundled()),

@@ -114,12 +114,14 @@ fn read(path: &Path) -> Result<Vec<Arc<str>>, TipsError> {
 /// file is bad. It polls the file's metadata rather than watching the file: a ConfigMap update
 /// swaps the `..data` symlink of the mounted directory, which leaves the old file untouched and
 /// so never shows up as an event on it, while the resolved inode does change.
-pub fn watch(tips: Arc<Tips>, path: PathBuf, interval: Duration) {
+///
+/// `seen` is the file's [`fingerprint`] taken before the tips were loaded, so that a change made
+/// while the service starts is not missed.
+pub fn watch(tips: Arc<Tips>, path: PathBuf, mut seen: Option<Fingerprint>, interval: Duration) {
     tokio::spawn(async move {
-        let mut seen = fingerprint(&path).await;
         loop {
             tokio::time::sleep(interval).await;
-            let now = fingerprint(&path).await;
+            let now = tokio::fs::metadata(&path).await.ok().map(|m| of(&m));
             if now == seen {
                 continue;
             }
@@ -140,9 +142,14 @@ pub fn watch(tips: Arc<Tips>, path: PathBuf, interval: Duration) {
 }
 
 /// Identifies the file's content without reading it: the resolved inode, size and mtime.
-async fn fingerprint(path: &Path) -> Option<(u64, u64, u64, i64, i64)> {
-    let m = tokio::fs::metadata(path).await.ok()?;
-    Some((m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+pub type Fingerprint = (u64, u64, u64, i64, i64);
+
+pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    std::fs::metadata(path).ok().map(|m| of(&m))
+}
+
+fn of(m: &std::fs::Metadata) -> Fingerprint {
+    (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec())
 }
 
 #[cfg(test)]
