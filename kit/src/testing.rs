@@ -6,8 +6,8 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-/// A service process started with `--listen-port 0 --admin-port 0 --log-format json`, its
-/// addresses read from its `listening` log line.
+/// A service process started with `--log-format json` and, unless the test gives them,
+/// `--listen-port 0 --admin-port 0`; its addresses are read from its `listening` log line.
 pub struct Process {
     child: Child,
     pub addr: SocketAddr,
@@ -42,8 +42,13 @@ impl Process {
     /// Runs a prepared command (extra env, say) the way [`Process::try_start`] does.
     pub fn spawn(mut command: Command) -> Result<Process, (Option<ExitStatus>, Vec<String>)> {
         let binary = command.get_program().to_string_lossy().into_owned();
+        // Free ports unless the test chose them.
+        for flag in ["--listen-port", "--admin-port"] {
+            if !command.get_args().any(|a| a == flag) {
+                command.args([flag, "0"]);
+            }
+        }
         let mut child = command
-            .args(["--listen-port", "0", "--admin-port", "0"])
             .args(["--log-format", "json"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
