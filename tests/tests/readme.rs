@@ -39,7 +39,7 @@ fn help_flags(binary: &str) -> Flags {
     let help = String::from_utf8(out.stdout).unwrap();
     let mut flags = Flags::new();
     let mut current: Option<(String, String)> = None;
-    let mut finish = |entry: Option<(String, String)>, flags: &mut Flags| {
+    let finish = |entry: Option<(String, String)>, flags: &mut Flags| {
         if let Some((flag, text)) = entry {
             let bracket = |key: &str| {
                 let start = text.find(&format!("[{key}: "))? + key.len() + 3;
