@@ -13,6 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 /// How a backend call failed.
@@ -130,9 +134,94 @@ impl Service {
     }
 }
 
+/// Backend calls by upstream service, outcome and the pod that answered, so that the spread
+/// across replicas shows on a dashboard; and their duration by service.
+#[derive(Clone)]
+pub struct BackendMetrics {
+    calls: Family<CallLabels, Counter>,
+    seconds: kit::metrics::HistogramFamily<ServiceLabel>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    service: &'static str,
+    /// ok, dns, refused, timeout, closed, connect, invalid, or the HTTP status.
+    outcome: String,
+    pod: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    service: &'static str,
+}
+
+impl BackendMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = BackendMetrics {
+            calls: Family::default(),
+            seconds: kit::metrics::HistogramFamily::new_with_constructor(
+                kit::metrics::latency_histogram,
+            ),
+        };
+        registry.register(
+            "kiada_backend_calls",
+            "Calls to the quote and quiz services by outcome and answering pod",
+            metrics.calls.clone(),
+        );
+        registry.register(
+            "kiada_backend_call_duration_seconds",
+            "Time a backend call took",
+            metrics.seconds.clone(),
+        );
+        metrics
+    }
+
+    fn record<T>(&self, service: Service, reply: &Reply<T>) {
+        let outcome = reply.result.as_ref().map(|_| ()).map_err(|e| e.kind);
+        self.count(service, outcome, reply.pod.as_deref(), reply.elapsed);
+    }
+
+    fn count(
+        &self,
+        service: Service,
+        outcome: Result<(), FailureKind>,
+        pod: Option<&str>,
+        elapsed: Duration,
+    ) {
+        let labels = CallLabels {
+            service: service.name(),
+            outcome: outcome.map_or_else(FailureKind::label, |()| "ok".into()),
+            pod: pod.unwrap_or("none").to_owned(),
+        };
+        self.calls.get_or_create(&labels).inc();
+        let service = ServiceLabel {
+            service: service.name(),
+        };
+        self.seconds
+            .get_or_create(&service)
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+impl FailureKind {
+    /// The outcome label of the metrics.
+    fn label(self) -> String {
+        match self {
+            FailureKind::Dns => "dns".into(),
+            FailureKind::Refused => "refused".into(),
+            FailureKind::Timeout => "timeout".into(),
+            FailureKind::Closed => "closed".into(),
+            FailureKind::Connect => "connect".into(),
+            FailureKind::Status(code) => code.to_string(),
+            FailureKind::InvalidResponse => "invalid".into(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Backends {
     client: reqwest::Client,
+    metrics: BackendMetrics,
     quote_url: Arc<str>,
     quiz_url: Arc<str>,
     timeout: Duration,
@@ -147,6 +236,7 @@ pub struct BackendsConfig {
     pub pool_idle: Duration,
     /// Replaces the system resolver (tests).
     pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    pub metrics: BackendMetrics,
 }
 
 impl Backends {
@@ -154,6 +244,7 @@ impl Backends {
         let client = client(config.timeout, config.pool_idle, config.resolver.clone());
         Backends {
             client,
+            metrics: config.metrics,
             quote_url: config.quote_url.into(),
             quiz_url: config.quiz_url.trim_end_matches('/').into(),
             timeout: config.timeout,
@@ -185,30 +276,37 @@ impl Backends {
             .client
             .get(&*self.quote_url)
             .header("accept", "text/plain");
-        call(request, |body| {
+        let reply = call(request, |body| {
             let text = String::from_utf8_lossy(&body).trim().to_owned();
             if text.is_empty() {
                 return Err(BackendError::invalid("an empty tip"));
             }
             Ok(text)
         })
-        .await
+        .await;
+        self.metrics.record(Service::Quote, &reply);
+        reply
     }
 
     pub async fn random_question(&self) -> Reply<Question> {
         let url = format!("{}/questions/random", self.quiz_url);
-        call(self.client.get(url), json_body).await
+        self.quiz(call(self.client.get(url), json_body).await)
     }
 
     pub async fn question(&self, id: u32) -> Reply<Question> {
         let url = format!("{}/questions/{id}", self.quiz_url);
-        call(self.client.get(url), json_body).await
+        self.quiz(call(self.client.get(url), json_body).await)
     }
 
     pub async fn answer(&self, id: u32, answer_index: usize) -> Reply<AnswerResult> {
         let url = format!("{}/questions/{id}/answers", self.quiz_url);
         let body = serde_json::json!({"questionId": id, "answerIndex": answer_index});
-        call(self.client.post(url).json(&body), json_body).await
+        self.quiz(call(self.client.post(url).json(&body), json_body).await)
+    }
+
+    fn quiz<T>(&self, reply: Reply<T>) -> Reply<T> {
+        self.metrics.record(Service::Quiz, &reply);
+        reply
     }
 
     /// Forwards a request and returns the backend's answer whatever its status, so that the
@@ -232,7 +330,7 @@ impl Backends {
             }
         }
         let started = Instant::now();
-        let (pod, pod_ip, result) = match request.send().await {
+        let (pod, pod_ip, result) = match with_request_id(request).send().await {
             Ok(res) => {
                 let (pod, pod_ip) = pod_of(res.headers());
                 let status = res.status();
@@ -250,12 +348,28 @@ impl Backends {
             }
             Err(e) => (None, None, Err(classify(&e))),
         };
+        let outcome = match &result {
+            Ok(r) if r.status.is_server_error() => Err(FailureKind::Status(r.status.as_u16())),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.kind),
+        };
+        let elapsed = started.elapsed();
+        self.metrics
+            .count(service, outcome, pod.as_deref(), elapsed);
         Reply {
             result,
             pod,
             pod_ip,
-            elapsed: started.elapsed(),
+            elapsed,
         }
+    }
+}
+
+/// Forwards the id of the request being answered, so one id follows it through every log.
+pub fn with_request_id(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match kit::request_id::current() {
+        Some(id) => request.header(kit::request_id::HEADER, id),
+        None => request,
     }
 }
 
@@ -298,7 +412,7 @@ async fn call<T>(
     parse: impl FnOnce(axum::body::Bytes) -> Result<T, BackendError>,
 ) -> Reply<T> {
     let started = Instant::now();
-    let (pod, pod_ip, result) = match request.send().await {
+    let (pod, pod_ip, result) = match with_request_id(request).send().await {
         Ok(res) => {
             let (pod, pod_ip) = pod_of(res.headers());
             let status = res.status();

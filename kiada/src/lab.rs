@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Service, classify, pod_of};
+use crate::backend::{Service, classify, pod_of, with_request_id};
 use crate::{AppState, Error};
 
 pub const MAX_CALLS: usize = 100;
@@ -91,7 +91,7 @@ pub async fn spread(
     };
     // One after the other: concurrent calls would open several connections even in reuse mode.
     for _ in 0..n {
-        match client.get(&result.url).send().await {
+        match with_request_id(client.get(&result.url)).send().await {
             Ok(res) => {
                 let pod = pod_of(res.headers())
                     .0

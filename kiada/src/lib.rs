@@ -85,12 +85,14 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
     for (service, found) in [("quote", &config.quote), ("quiz", &config.quiz)] {
         tracing::info!(service, url = %found.url, source = %found.source, "backend");
     }
+    let mut metrics = prometheus_client::registry::Registry::default();
     let backends = Backends::new(backend::BackendsConfig {
         quote_url: config.quote.url.clone(),
         quiz_url: config.quiz.url.clone(),
         timeout: config.backend_timeout,
         pool_idle: config.backend_pool_idle,
         resolver: config.resolver.clone(),
+        metrics: backend::BackendMetrics::register(&mut metrics),
     });
     let state = AppState {
         backends,
@@ -98,14 +100,11 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         status: config.status.clone(),
         lab_busy: Arc::new(AtomicBool::new(false)),
     };
-    let mut app = kit::App::bind(
-        "kiada",
-        &config.server,
-        &config.identity,
-        kit::Health::new(),
-        routes::router(state),
-        axum::Router::new(),
-    )?;
+    let service = kit::Service {
+        metrics,
+        ..kit::Service::new("kiada", routes::router(state))
+    };
+    let mut app = kit::App::bind(&config.server, &config.identity, service)?;
     if let Some(tls) = &config.tls {
         let names = [
             config.identity.pod_name.clone(),

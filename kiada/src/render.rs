@@ -11,6 +11,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Everything a page shows.
 pub struct Page {
+    /// stable, canary, …: from `RELEASE`, which the manifests set from the pod's `rel` label.
+    pub release: Option<String>,
     pub tip: Reply<String>,
     pub question: Reply<Question>,
     pub request: RequestInfo,
@@ -75,6 +77,8 @@ fn served_by<T>(reply: &Reply<T>) -> String {
 #[serde(rename_all = "camelCase")]
 pub struct PageJson<'a> {
     version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    release: Option<&'a str>,
     tip: Served<'a, String>,
     question: Served<'a, Question>,
     request: &'a RequestInfo,
@@ -85,6 +89,7 @@ impl Page {
     pub fn json(&self) -> PageJson<'_> {
         PageJson {
             version: VERSION,
+            release: self.release.as_deref(),
             tip: (&self.tip).into(),
             question: (&self.question).into(),
             request: &self.request,
@@ -95,7 +100,11 @@ impl Page {
     pub fn text(&self) -> String {
         let mut out = String::with_capacity(2048);
         let r = &self.request;
-        let _ = writeln!(out, "==== KIADA {VERSION}\n");
+        match &self.release {
+            Some(release) => writeln!(out, "==== KIADA {VERSION} ({release} release)\n"),
+            None => writeln!(out, "==== KIADA {VERSION}\n"),
+        }
+        .ok();
         let _ = writeln!(out, "==== TIP OF THE MINUTE");
         match &self.tip.result {
             Ok(tip) => {
@@ -149,6 +158,7 @@ impl Page {
         PageHtml {
             base: "",
             version: VERSION,
+            release: Badge::of(self.release.as_deref()),
             tip: &self.tip,
             question: &self.question,
             request: &self.request,
@@ -168,11 +178,32 @@ fn write_error(out: &mut String, service: &str, e: &BackendError) {
     let _ = writeln!(out, "HINT: {}", e.hint());
 }
 
+/// The release badge of the HTML pages: canary pods stand out in orange when reloading.
+pub struct Badge<'a> {
+    pub text: &'a str,
+    /// A CSS class from a fixed set, whatever `RELEASE` holds.
+    pub class: &'static str,
+}
+
+impl<'a> Badge<'a> {
+    pub fn of(release: Option<&'a str>) -> Option<Self> {
+        release.map(|text| Badge {
+            text,
+            class: match text {
+                "canary" => "badge canary",
+                "stable" => "badge stable",
+                _ => "badge",
+            },
+        })
+    }
+}
+
 #[derive(Template)]
 #[template(path = "page.html")]
 struct PageHtml<'a> {
     base: &'a str,
     version: &'a str,
+    release: Option<Badge<'a>>,
     tip: &'a Reply<String>,
     question: &'a Reply<Question>,
     request: &'a RequestInfo,
@@ -185,6 +216,7 @@ struct PageHtml<'a> {
 pub struct AnswerHtml<'a> {
     pub base: &'a str,
     pub version: &'a str,
+    pub release: Option<Badge<'a>>,
     pub question: Option<&'a Question>,
     pub result: Result<&'a AnswerResult, String>,
     pub pod: &'a str,

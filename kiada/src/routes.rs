@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::backend::{FailureKind, Service};
-use crate::render::{AnswerHtml, Page, RequestInfo, VERSION, answer_text};
+use crate::render::{AnswerHtml, Badge, Page, RequestInfo, VERSION, answer_text};
 use crate::{AppState, Error, assets, lab};
 
 pub fn router(state: AppState) -> Router {
@@ -99,6 +99,7 @@ async fn gather(state: &AppState, visit: Visit) -> Page {
     let (tip, question) = tokio::join!(state.backends.quote(), state.backends.random_question());
     let id = &state.identity;
     Page {
+        release: id.release.clone(),
         tip,
         question,
         request: RequestInfo {
@@ -172,6 +173,7 @@ async fn form_answer(
         let html = AnswerHtml {
             base: "../",
             version: VERSION,
+            release: Badge::of(state.identity.release.as_deref()),
             question,
             result,
             pod,

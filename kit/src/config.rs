@@ -38,6 +38,20 @@ pub struct ServerConfig {
     )]
     pub response_delay_ms: u64,
 
+    /// Up to this many more milliseconds, at random, on top of the response delay.
+    #[arg(
+        long,
+        env = "RESPONSE_DELAY_JITTER_MS",
+        value_name = "MS",
+        default_value_t = 0
+    )]
+    pub response_delay_jitter_ms: u64,
+
+    /// Fault drill: after this many seconds, application routes answer 500 and readiness fails
+    /// (liveness still passes).
+    #[arg(long, env = "FAIL_AFTER", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub fail_after: Option<Duration>,
+
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -60,6 +74,8 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             response_delay_ms: 0,
+            response_delay_jitter_ms: 0,
+            fail_after: None,
             log_format: LogFormat::Text,
         }
     }

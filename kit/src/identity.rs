@@ -27,6 +27,10 @@ pub struct IdentityArgs {
     /// IP of that node [default: unknown]
     #[arg(long, env = "NODE_IP")]
     pub node_ip: Option<String>,
+    /// Release track shown on the pages, stable or canary (the manifests set it from the pod's
+    /// rel label)
+    #[arg(long, env = "RELEASE")]
+    pub release: Option<String>,
 }
 
 /// The identity a service reports, every field filled in.
@@ -39,6 +43,8 @@ pub struct Identity {
     pub node_ip: String,
     /// The kernel's hostname; in a pod it equals the pod name unless `hostname` is set.
     pub hostname: String,
+    /// Release track (stable, canary), when the environment says.
+    pub release: Option<String>,
 }
 
 impl IdentityArgs {
@@ -54,6 +60,7 @@ impl IdentityArgs {
             node_name: or_unknown(self.node_name),
             node_ip: or_unknown(self.node_ip),
             hostname,
+            release: given(self.release),
         }
     }
 }
@@ -69,6 +76,7 @@ impl Identity {
             node_name: hostname.clone(),
             node_ip: UNKNOWN.to_owned(),
             hostname,
+            release: None,
         }
     }
 }

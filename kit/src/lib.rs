@@ -1,15 +1,18 @@
 //! What every Kiada service shares: configuration common to all of them, the listeners and
 //! their graceful shutdown, the probes, pod identity, request logging and limits.
 //!
-//! A service builds its own [`axum::Router`], hands it to [`App::bind`] together with a
-//! [`ServerConfig`], an [`Identity`] and a [`Health`], and either [`App::run`]s it until a
+//! A service builds its own [`axum::Router`], hands it to [`App::bind`] as a [`Service`]
+//! together with a [`ServerConfig`] and an [`Identity`], and either [`App::run`]s it until a
 //! signal (its `main.rs`) or [`App::spawn`]s it (tests and the local suite).
 
 pub mod balancer;
 pub mod config;
+mod faults;
 pub mod health;
 pub mod identity;
+pub mod metrics;
 pub mod negotiate;
+pub mod request_id;
 mod server;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -19,7 +22,10 @@ pub use balancer::Balancer;
 pub use config::{LogFormat, ServerConfig};
 pub use health::Health;
 pub use identity::{ClientIp, Identity, IdentityArgs};
-pub use server::{App, Error, Running, main_with, shutdown_signal};
+pub use server::{App, Error, Running, Service, main_with, shutdown_signal};
+
+/// The suite's version, from Cargo; every response carries it in `X-Version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Present in the extensions of requests that arrived over TLS.
 #[derive(Clone, Copy, Debug)]

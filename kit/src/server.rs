@@ -9,31 +9,56 @@ use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
-#[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
+use axum::routing::get;
 use axum_server::Handle;
 use axum_server::accept::Accept;
+use prometheus_client::registry::Registry;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig, telemetry};
+use crate::faults::{self, Faults};
+use crate::metrics::{self, Exposition, HttpMetrics};
+use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig, request_id, telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
+}
+
+/// What a service hands to [`App::bind`]: its application routes and the state the shared
+/// parts need.
+pub struct Service {
+    pub name: &'static str,
+    /// Application routes: they get the drills (delay, faults); probes and metrics do not.
+    pub routes: Router,
+    pub health: Health,
+    /// The service's own metrics; the shared HTTP metrics are added to it.
+    pub metrics: Registry,
+}
+
+impl Service {
+    pub fn new(name: &'static str, routes: Router) -> Self {
+        Service {
+            name,
+            routes,
+            health: Health::new(),
+            metrics: Registry::default(),
+        }
+    }
 }
 
 /// A service with its listeners bound, not yet serving.
@@ -51,15 +76,12 @@ pub struct App {
 
 impl App {
     /// Binds the main listener (all addresses, IPv6 and IPv4) and the admin listener
-    /// (127.0.0.1), and wraps `routes` with the probes, identity headers, logging and limits.
-    /// `routes` are the service's application routes: they get the response delay, probes do not.
+    /// (127.0.0.1), and wraps the service's routes with the probes, metrics, drills, identity
+    /// headers, request ids, logging and limits.
     pub fn bind(
-        name: &str,
         config: &ServerConfig,
         identity: &Identity,
-        health: Health,
-        routes: Router,
-        admin_routes: Router,
+        service: Service,
     ) -> Result<App, Error> {
         let main = bind_dual_stack(config.listen_port)?;
         let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.admin_port));
@@ -68,16 +90,37 @@ impl App {
             source,
         })?;
 
-        let routes = match config.response_delay_ms {
-            0 => routes,
-            ms => routes.layer(middleware::from_fn_with_state(
-                Duration::from_millis(ms),
-                delay_response,
-            )),
+        let Service {
+            name,
+            routes,
+            health,
+            mut metrics,
+        } = service;
+        let faults = Faults::new(config);
+        if faults.has_fail_after() {
+            let drill = faults.clone();
+            health.add_check("fault drill", move || drill.readiness());
+        }
+        let http = HttpMetrics::register(&mut metrics);
+        let exposition = Exposition {
+            registry: Arc::new(metrics),
+            health: health.clone(),
+            http: http.clone(),
         };
-        let router = with_common_layers(routes.merge(health.probe_routes()), config, identity);
-        let admin_router =
-            with_common_layers(admin_routes.merge(health.admin_routes()), config, identity);
+        let routes = routes.layer(middleware::from_fn_with_state(
+            faults.clone(),
+            faults::apply,
+        ));
+        let router = routes
+            .merge(health.probe_routes())
+            .route("/metrics", get(metrics::expose).with_state(exposition))
+            .layer(middleware::from_fn_with_state(http, metrics::track));
+        let router = with_common_layers(router, config, identity);
+        let admin_router = with_common_layers(
+            health.admin_routes().merge(faults.admin_routes()),
+            config,
+            identity,
+        );
         Ok(App {
             main,
             admin,
@@ -134,6 +177,7 @@ impl App {
         }
         let main = Handle::new();
         let admin = Handle::new();
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut servers = vec![
             serve(self.main, self.router.clone(), main.clone())?,
             serve(self.admin, self.admin_router, admin.clone())?,
@@ -304,6 +348,12 @@ fn with_common_layers(router: Router, config: &ServerConfig, identity: &Identity
                 .layer(identity_header("x-pod-name", &identity.pod_name))
                 .layer(identity_header("x-pod-ip", &identity.pod_ip))
                 .layer(identity_header("x-node-name", &identity.node_name))
+                .layer(identity_header("x-version", crate::VERSION))
+                .layer(SetRequestIdLayer::new(
+                    request_id::HEADER,
+                    request_id::MakeId,
+                ))
+                .layer(PropagateRequestIdLayer::new(request_id::HEADER))
                 .layer(middleware::from_fn(telemetry::log_request))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -324,11 +374,6 @@ fn identity_header(name: &'static str, value: &str) -> SetResponseHeaderLayer<He
 async fn method_not_allowed(method: Method, uri: Uri) -> (StatusCode, String) {
     let message = format!("Method {method} is not allowed on {}\n", uri.path());
     (StatusCode::METHOD_NOT_ALLOWED, message)
-}
-
-async fn delay_response(State(delay): State<Duration>, request: Request, next: Next) -> Response {
-    tokio::time::sleep(delay).await;
-    next.run(request).await
 }
 
 /// `[::]:port` accepting IPv4 too (IPV6_V6ONLY off); `0.0.0.0:port` where the kernel has no IPv6.

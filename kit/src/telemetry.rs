@@ -26,22 +26,29 @@ pub fn init(format: LogFormat) {
     };
 }
 
-/// Logs method, path, status, latency and client of every request. Probes log at debug level:
-/// the kubelet calls them every few seconds and would bury the requests people make.
+/// Logs method, path, status, latency, client and request id of every request, and makes the
+/// id the task's current one for the handler (see `request_id`).
 pub async fn log_request(client: ClientIp, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let probe = path.starts_with("/healthz/");
-    let response = next.run(request).await;
+    // Probes and scrapes come every few seconds and would bury the requests people make.
+    let quiet = path.starts_with("/healthz/") || path == "/metrics";
+    let id = request.headers().get(crate::request_id::HEADER).cloned();
+    let request_id = id
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    let response = crate::request_id::scope(id, next.run(request)).await;
     let status = response.status().as_u16();
     // Microsecond precision is plenty, and keeps the lines short.
     let latency_ms = (start.elapsed().as_secs_f64() * 1e6).round() / 1e3;
     let client = client.0;
-    if probe {
-        tracing::debug!(%method, %path, status, latency_ms, %client, "request");
+    if quiet {
+        tracing::debug!(%method, %path, status, latency_ms, %client, %request_id, "request");
     } else {
-        tracing::info!(%method, %path, status, latency_ms, %client, "request");
+        tracing::info!(%method, %path, status, latency_ms, %client, %request_id, "request");
     }
     response
 }

@@ -3,54 +3,12 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::routing::{get, post};
-use kit::{App, ClientIp, Health, Identity, Running, ServerConfig};
+use kit::{App, Identity, ServerConfig, Service};
 use reqwest::StatusCode;
 
-fn routes() -> Router {
-    Router::new()
-        .route(
-            "/client",
-            get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
-        )
-        .route("/echo", post(|body: String| async move { body }))
-        .route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(800)).await;
-                "done"
-            }),
-        )
-        .fallback(kit::not_found)
-}
+mod common;
 
-fn start_with(config: ServerConfig) -> Running {
-    let identity = Identity {
-        pod_name: "pod-a".into(),
-        pod_ip: "10.0.0.7".into(),
-        node_name: "node-1".into(),
-        ..Identity::named("pod-a")
-    };
-    App::bind(
-        "test",
-        &config,
-        &identity,
-        Health::new(),
-        routes(),
-        Router::new(),
-    )
-    .expect("bind")
-    .spawn()
-}
-
-fn start() -> Running {
-    start_with(ServerConfig::ephemeral())
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
+use common::*;
 
 #[tokio::test]
 async fn listens_on_ipv4_and_ipv6_and_reports_ipv4_clients_plainly() {
@@ -267,12 +225,9 @@ async fn a_taken_port_is_named_in_the_error() {
         ..ServerConfig::ephemeral()
     };
     let err = App::bind(
-        "second",
         &config,
         &Identity::named("b"),
-        Health::new(),
-        routes(),
-        Router::new(),
+        Service::new("second", routes()),
     )
     .err()
     .expect("the port is taken");

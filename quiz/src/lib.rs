@@ -13,7 +13,7 @@ use std::time::Duration;
 
 pub use error::Error;
 pub use questions::{Question, QuestionsError};
-pub use store::{Store, StoreError};
+pub use store::{Store, StoreError, StoreMetrics};
 
 /// How often readiness re-checks the database.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
@@ -92,7 +92,12 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         Some(path) => questions::from_file(path)?,
         None => questions::bundled(),
     };
-    let store = Store::open(&config.db_path, &questions)?;
+    let mut metrics = prometheus_client::registry::Registry::default();
+    let store = Store::open(
+        &config.db_path,
+        &questions,
+        StoreMetrics::register(&mut metrics),
+    )?;
     tracing::info!(
         db = %config.db_path.display(),
         questions = questions.len(),
@@ -100,26 +105,21 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         "question set stored"
     );
 
-    let health = kit::Health::new();
     let database = Arc::new(RwLock::new(store.check().await));
     watch_database(store.clone(), database.clone());
-    health.add_check("database", move || {
-        database.read().unwrap_or_else(|e| e.into_inner()).clone()
-    });
-
     let state = AppState {
         questions: Arc::new(QuestionSet::new(questions)),
         store,
         identity: Arc::new(config.identity.clone()),
     };
-    Ok(kit::App::bind(
-        "quiz",
-        &config.server,
-        &config.identity,
-        health,
-        routes::router(state),
-        axum::Router::new(),
-    )?)
+    let service = kit::Service {
+        metrics,
+        ..kit::Service::new("quiz", routes::router(state))
+    };
+    service.health.add_check("database", move || {
+        database.read().unwrap_or_else(|e| e.into_inner()).clone()
+    });
+    Ok(kit::App::bind(&config.server, &config.identity, service)?)
 }
 
 /// Keeps the readiness verdict on the database fresh, so that the probe itself only reads it.

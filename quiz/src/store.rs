@@ -9,8 +9,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 pub use rusqlite::Connection;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
@@ -85,6 +90,51 @@ impl QuestionStats {
     }
 }
 
+/// What the writer reports: answers recorded, how many went into each commit, and how long
+/// each commit took (mostly the flush to disk).
+#[derive(Clone)]
+pub struct StoreMetrics {
+    answers: Family<AnswerLabels, Counter>,
+    batch_size: Histogram,
+    commit_seconds: Histogram,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AnswerLabels {
+    correct: bool,
+}
+
+impl StoreMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = StoreMetrics {
+            answers: Family::default(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            commit_seconds: kit::metrics::latency_histogram(),
+        };
+        registry.register(
+            "quiz_answers_recorded",
+            "Answers stored durably",
+            metrics.answers.clone(),
+        );
+        registry.register(
+            "quiz_commit_batch_size",
+            "Answers committed together in one transaction",
+            metrics.batch_size.clone(),
+        );
+        registry.register(
+            "quiz_commit_duration_seconds",
+            "Time to commit one batch of answers, flush to disk included",
+            metrics.commit_seconds.clone(),
+        );
+        metrics
+    }
+
+    /// Counts nothing anywhere: for a store opened outside an app (tests, tools).
+    pub fn unregistered() -> Self {
+        Self::register(&mut Registry::default())
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
 enum Job {
@@ -102,7 +152,11 @@ pub struct Store {
 impl Store {
     /// Opens (creating it and its directory if needed) and migrates the database, upserts the
     /// active question set by id, and starts the writer thread.
-    pub fn open(path: &Path, questions: &[Question]) -> Result<Store, StoreError> {
+    pub fn open(
+        path: &Path,
+        questions: &[Question],
+        metrics: StoreMetrics,
+    ) -> Result<Store, StoreError> {
         let open_error = |source: BoxError| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -120,7 +174,7 @@ impl Store {
         let (tx, rx) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("quiz-db-writer".into())
-            .spawn(move || run_writer(writer, rx))
+            .spawn(move || run_writer(writer, rx, metrics))
             .map_err(|e| open_error(e.into()))?;
         Ok(Store {
             writer: tx,
@@ -261,7 +315,7 @@ fn upsert_questions(conn: &mut Connection, questions: &[Question]) -> rusqlite::
     tx.commit()
 }
 
-fn run_writer(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
+fn run_writer(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, metrics: StoreMetrics) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(job) = jobs.blocking_recv() {
         match job {
@@ -277,9 +331,22 @@ fn run_writer(mut conn: Connection, mut jobs: mpsc::Receiver<Job>) {
                     }
                 }
                 let now = SystemTime::now();
+                let started = Instant::now();
                 let outcome = commit(&mut conn, &batch, now).map_err(|e| e.to_string());
-                if let Err(e) = &outcome {
-                    tracing::error!(answers = batch.len(), "commit failed: {e}");
+                metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                match &outcome {
+                    Ok(()) => {
+                        metrics.batch_size.observe(batch.len() as f64);
+                        for (answer, _) in &batch {
+                            let labels = AnswerLabels {
+                                correct: answer.correct,
+                            };
+                            metrics.answers.get_or_create(&labels).inc();
+                        }
+                    }
+                    Err(e) => tracing::error!(answers = batch.len(), "commit failed: {e}"),
                 }
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(outcome.clone().map(|()| now));

@@ -335,7 +335,12 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
 async fn the_database_is_durable_by_its_pragmas() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_in(&dir);
-    let store = quiz::Store::open(&db, &quiz::questions::bundled()).unwrap();
+    let store = quiz::Store::open(
+        &db,
+        &quiz::questions::bundled(),
+        quiz::StoreMetrics::unregistered(),
+    )
+    .unwrap();
     let (journal, synchronous) = store
         .inspect(|conn| {
             let journal: String = conn

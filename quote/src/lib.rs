@@ -63,22 +63,14 @@ pub async fn build(config: Config) -> Result<kit::App, Error> {
         }
         None => Arc::new(Tips::bundled()),
     };
-    let health = kit::Health::new();
-    let loaded = tips.clone();
-    health.add_check("tips", move || match loaded.len() {
+    let state = AppState {
+        tips: tips.clone(),
+        identity: Arc::new(config.identity.clone()),
+    };
+    let service = kit::Service::new("quote", routes::router(state));
+    service.health.add_check("tips", move || match tips.len() {
         0 => Err("no tips loaded".into()),
         _ => Ok(()),
     });
-    let state = AppState {
-        tips,
-        identity: Arc::new(config.identity.clone()),
-    };
-    Ok(kit::App::bind(
-        "quote",
-        &config.server,
-        &config.identity,
-        health,
-        routes::router(state),
-        axum::Router::new(),
-    )?)
+    Ok(kit::App::bind(&config.server, &config.identity, service)?)
 }

@@ -259,6 +259,25 @@ fn every_pod_meets_the_restricted_profile_and_knows_its_identity() {
         let pod = pod_spec(d);
         let dn = name(d);
         assert_eq!(pod.automount_service_account_token, Some(false), "{dn}");
+        let annotations = d
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(
+            annotations.get("prometheus.io/scrape").map(String::as_str),
+            Some("true"),
+            "{dn}"
+        );
+        assert_eq!(
+            annotations.get("prometheus.io/path").map(String::as_str),
+            Some("/metrics"),
+            "{dn}"
+        );
         assert!(
             pod.termination_grace_period_seconds.unwrap_or(30) > 15,
             "{dn}: grace must exceed delay + drain"

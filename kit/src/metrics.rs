@@ -1,0 +1,134 @@
+//! Prometheus metrics, `GET /metrics` on the main port. Every app instance owns its registry,
+//! kept in its state: the local suite runs several services in one process, and tests run apps
+//! side by side, so a process-global recorder would mix their counts.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::Health;
+
+/// Latency buckets from 0.5 ms to about 4 s, doubling.
+pub fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    /// The route template (`/questions/{id}`), never the raw path: one series per route.
+    route: String,
+    status: u16,
+}
+
+/// What every service measures about the requests it serves.
+#[derive(Clone)]
+pub(crate) struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily<RequestLabels>,
+    in_flight: Gauge,
+    ready: Gauge,
+}
+
+impl HttpMetrics {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
+        let metrics = HttpMetrics {
+            requests: Family::default(),
+            latency: HistogramFamily::new_with_constructor(latency_histogram),
+            in_flight: Gauge::default(),
+            ready: Gauge::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests served",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being answered now",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 while the readiness probe passes, 0 while it fails",
+            metrics.ready.clone(),
+        );
+        metrics
+    }
+}
+
+/// Counts and times every request by method, route template and status.
+pub(crate) async fn track(
+    State(metrics): State<HttpMetrics>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    metrics.in_flight.inc();
+    let response = next.run(request).await;
+    metrics.in_flight.dec();
+    let labels = RequestLabels {
+        method,
+        route,
+        status: response.status().as_u16(),
+    };
+    metrics.requests.get_or_create(&labels).inc();
+    metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+#[derive(Clone)]
+pub(crate) struct Exposition {
+    pub registry: Arc<Registry>,
+    pub health: Health,
+    pub http: HttpMetrics,
+}
+
+/// `GET /metrics`, in the OpenMetrics text format Prometheus reads.
+pub(crate) async fn expose(State(exposition): State<Exposition>) -> Response {
+    exposition
+        .http
+        .ready
+        .set(i64::from(exposition.health.is_ready()));
+    let mut body = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, &exposition.registry) {
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {e}\n"),
+        )
+            .into_response();
+    }
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
