@@ -580,3 +580,41 @@ async fn wait_for<T, F: Future<Output = T>>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn answers_and_commits_show_in_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let quiz = Quiz::start(&db_in(&dir)).await;
+    quiz.answer("1", json!({"questionId": 1, "answerIndex": 0}))
+        .await;
+    quiz.answer("1", json!({"questionId": 1, "answerIndex": 1}))
+        .await;
+    quiz.answer("1", json!({"questionId": 1, "answerIndex": 9}))
+        .await; // rejected
+    let m = quiz
+        .client
+        .get(format!("{}/metrics", quiz.app.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(r#"quiz_answers_recorded_total{correct="true"} 1"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"quiz_answers_recorded_total{correct="false"} 1"#),
+        "{m}"
+    );
+    assert!(m.contains("quiz_commit_batch_size_count 2"), "{m}");
+    assert!(m.contains("quiz_commit_duration_seconds_count 2"), "{m}");
+    assert!(
+        m.contains(
+            r#"http_requests_total{method="POST",route="/questions/{id}/answers",status="400"} 1"#
+        ),
+        "{m}"
+    );
+    quiz.stop().await;
+}

@@ -255,3 +255,32 @@ impl Lab {
             .to_owned()
     }
 }
+
+#[tokio::test]
+async fn one_request_id_follows_a_request_through_every_log() {
+    let lab = lab();
+    let res = reqwest::Client::new()
+        .get(format!("{}/text", lab.kiada.url()))
+        .header("x-request-id", "follow-me-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "follow-me-123");
+    // Give the processes a moment to write their lines.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (name, process) in [
+        ("kiada", &lab.kiada),
+        ("quote", &lab.quote),
+        ("quiz", &lab.quiz),
+    ] {
+        let logged = process.logs().iter().any(|line| {
+            let event: Value = serde_json::from_str(line).unwrap_or_default();
+            event["message"] == "request" && event["request_id"] == "follow-me-123"
+        });
+        assert!(
+            logged,
+            "{name} did not log the id:\n{}",
+            process.logs().join("\n")
+        );
+    }
+}
