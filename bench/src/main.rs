@@ -1,0 +1,457 @@
+//! The benchmark harness. `cargo run --release -p bench` builds the suite in release mode, starts
+//! the services and the baselines as processes, drives each with wrk on loopback, prints a table,
+//! writes BENCHMARKS.md, and exits non-zero when a target is missed. `--smoke` runs every
+//! scenario for a second with no targets, to keep the harness working (the test command runs it).
+
+mod procs;
+mod report;
+mod wrk;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use procs::{Proc, binary, free_port};
+use report::{Outcome, Report, Run, Startup};
+
+/// Benchmarks the Kiada suite against baselines measured in the same run.
+#[derive(Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// A second per scenario and no targets: checks that the harness works
+    #[arg(long)]
+    smoke: bool,
+    /// Seconds of load per scenario
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Concurrent connections of the load generator
+    #[arg(long, default_value_t = 64)]
+    connections: u32,
+    /// Where to write the report [default: BENCHMARKS.md, or target/bench-smoke.md with --smoke]
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+const SERVICES: [&str; 3] = ["quote", "quiz", "kiada"];
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let (duration, connections) = match args.smoke {
+        true => (Duration::from_secs(1), 16),
+        false => (Duration::from_secs(args.duration), args.connections),
+    };
+    for (tool, package) in [("wrk", "wrk"), ("nginx", "nginx-light")] {
+        if Command::new(tool).arg("-v").output().is_err() {
+            return missing_tool(tool, package);
+        }
+    }
+    build_binaries();
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime for the balancer");
+    let _guard = runtime.enter();
+
+    let mut report = Report::new(args.smoke, duration, connections);
+    report.startups = measure_startups(scratch.path(), if args.smoke { 1 } else { 5 });
+    run_load(&mut report, scratch.path(), duration, connections);
+
+    let out = args.out.unwrap_or_else(|| match args.smoke {
+        true => workspace().join("target/bench-smoke.md"),
+        false => workspace().join("BENCHMARKS.md"),
+    });
+    let outcomes = report.targets();
+    println!("{}", report.table(&outcomes));
+    std::fs::write(&out, report.markdown(&outcomes)).expect("write the report");
+    println!("report written to {}", out.display());
+    if args.smoke {
+        println!("smoke run: targets not enforced");
+        return ExitCode::SUCCESS;
+    }
+    match outcomes.iter().filter(|o| !o.met).count() {
+        0 => ExitCode::SUCCESS,
+        missed => {
+            eprintln!("{missed} target(s) missed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn missing_tool(tool: &str, package: &str) -> ExitCode {
+    let reason = format!("bench: {tool} is missing (apt-get install {package})");
+    eprintln!("SKIPPED: {reason}");
+    if let Ok(log) = std::env::var("KIADA_SKIP_LOG") {
+        let previous = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::write(&log, format!("{previous}{reason}\n"));
+    }
+    match std::env::var("CI").as_deref() {
+        Ok("true") => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// The service binaries, in the profile this harness was built with.
+fn build_binaries() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace())
+        .args(["build", "--locked", "--bins"]);
+    for package in ["kiada", "quiz", "quote-service", "bench"] {
+        command.args(["-p", package]);
+    }
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let status = command.status().expect("cargo runs");
+    assert!(status.success(), "building the binaries failed");
+}
+
+fn service_args(port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--listen-port".to_owned(),
+        port.to_string(),
+        "--admin-port".into(),
+        "0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Start to first 200 on readiness, best of `tries` (median), and the resident memory idle after.
+fn measure_startups(scratch: &Path, tries: usize) -> Vec<Startup> {
+    let mut startups = Vec::new();
+    for name in ["hello"].into_iter().chain(SERVICES) {
+        let mut times = Vec::new();
+        let mut idle_rss = 0.0;
+        for i in 0..tries {
+            let port = free_port();
+            let db = scratch.join(format!("startup-{i}.db"));
+            let (args, ready) = match name {
+                "hello" => (vec![port.to_string()], "/"),
+                "quiz" => (
+                    service_args(port, &["--db", db.to_str().unwrap()]),
+                    "/healthz/ready",
+                ),
+                "kiada" => (
+                    service_args(
+                        port,
+                        &[
+                            "--tls-port",
+                            "0",
+                            "--tls-cert",
+                            "/nonexistent/c",
+                            "--tls-key",
+                            "/nonexistent/k",
+                        ],
+                    ),
+                    "/healthz/ready",
+                ),
+                _ => (service_args(port, &[]), "/healthz/ready"),
+            };
+            let (proc, took) = Proc::start(name, &binary(name), &args, port, ready);
+            times.push(took);
+            std::thread::sleep(Duration::from_millis(300));
+            idle_rss = proc.rss_mb();
+        }
+        times.sort();
+        startups.push(Startup {
+            name: name.to_owned(),
+            start: times[times.len() / 2],
+            idle_rss_mb: idle_rss,
+        });
+    }
+    startups
+}
+
+/// How every scenario drives its target.
+struct Load<'a> {
+    scratch: &'a Path,
+    duration: Duration,
+    connections: u32,
+}
+
+/// Runs one load scenario, watching the memory and CPU of `watch`.
+fn scenario(
+    report: &mut Report,
+    load: &Load,
+    name: &str,
+    url: String,
+    post: Option<wrk::Post>,
+    watch: &[&Proc],
+) -> wrk::Summary {
+    let stop = AtomicBool::new(false);
+    let cpu_before: Vec<f64> = watch.iter().map(|p| p.cpu_seconds()).collect();
+    let (summary, peaks) = std::thread::scope(|s| {
+        let sampler = s.spawn(|| procs::sample_peak_rss(watch, &stop));
+        let summary = wrk::run(&url, load.connections, load.duration, post, load.scratch);
+        stop.store(true, Ordering::Relaxed);
+        (summary, sampler.join().unwrap())
+    });
+    let cpu: Vec<f64> = watch
+        .iter()
+        .zip(cpu_before)
+        .map(|(p, before)| p.cpu_seconds() - before)
+        .collect();
+    report.runs.push(Run {
+        name: name.to_owned(),
+        summary: summary.clone(),
+        processes: watch
+            .iter()
+            .zip(peaks)
+            .zip(cpu)
+            .map(|((p, rss), cpu)| (p.name.clone(), rss, cpu))
+            .collect(),
+    });
+    println!(
+        "{name}: {:.0} req/s, p99 {:.2} ms, {} errors",
+        summary.rps(),
+        summary.p99_us as f64 / 1000.0,
+        summary.errors()
+    );
+    summary
+}
+
+fn run_load(report: &mut Report, scratch: &Path, duration: Duration, connections: u32) {
+    let start = |name: &str, program: &str, args: Vec<String>, port: u16, ready: &str| {
+        Proc::start(name, &binary(program), &args, port, ready).0
+    };
+    let quotes: Vec<Proc> = (1..=3)
+        .map(|i| {
+            let port = free_port();
+            start(
+                &format!("quote-{i}"),
+                "quote",
+                service_args(port, &["--pod-name", &format!("quote-{i}")]),
+                port,
+                "/healthz/ready",
+            )
+        })
+        .collect();
+    let db = scratch.join("quiz.db");
+    let quiz_port = free_port();
+    let quiz = start(
+        "quiz",
+        "quiz",
+        service_args(quiz_port, &["--db", db.to_str().unwrap()]),
+        quiz_port,
+        "/healthz/ready",
+    );
+    let balancer = kit::Balancer::start(
+        0,
+        quotes
+            .iter()
+            .map(|q| ([127, 0, 0, 1], q.port).into())
+            .collect(),
+    )
+    .expect("balancer");
+    let kiada_over = |name: &str, quote_url: String, idle_ms: &str| {
+        let port = free_port();
+        let extra = [
+            "--no-tls",
+            "--quote-url",
+            &quote_url,
+            "--quiz-url",
+            &quiz.url(),
+            "--backend-pool-idle-ms",
+            idle_ms,
+        ];
+        start(
+            name,
+            "kiada",
+            service_args(port, &extra),
+            port,
+            "/healthz/ready",
+        )
+    };
+    let quote1 = format!("{}/quote", quotes[0].url());
+    let kiada = kiada_over("kiada", quote1.clone(), "1000");
+    let kiada3 = kiada_over("kiada", format!("{}/quote", balancer.url()), "1000");
+    let kiada_new = kiada_over("kiada", quote1.clone(), "0");
+    let kiada_pooled = kiada_over("kiada", quote1.clone(), "600000");
+    let fanout_port = free_port();
+    let fanout = start(
+        "fanout",
+        "fanout",
+        vec![fanout_port.to_string(), quote1.clone(), quiz.url()],
+        fanout_port,
+        "/text",
+    );
+    let hello_port = free_port();
+    let hello = start(
+        "hello",
+        "hello",
+        vec![hello_port.to_string()],
+        hello_port,
+        "/",
+    );
+    let nginx = report::Nginx::start(scratch);
+
+    let load = Load {
+        scratch,
+        duration,
+        connections,
+    };
+    let run =
+        |report: &mut Report, name: &str, url: String, post: Option<wrk::Post>, watch: &[&Proc]| {
+            scenario(report, &load, name, url, post, watch)
+        };
+    run(
+        report,
+        "hello GET / (baseline)",
+        format!("{}/", hello.url()),
+        None,
+        &[&hello],
+    );
+    run(
+        report,
+        "nginx static file (baseline)",
+        nginx.url(),
+        None,
+        &[],
+    );
+    run(
+        report,
+        "quote GET /quote",
+        quote1.clone(),
+        None,
+        &[&quotes[0]],
+    );
+    run(
+        report,
+        "fan-out floor GET /text (baseline)",
+        format!("{}/text", fanout.url()),
+        None,
+        &[&fanout, &quotes[0], &quiz],
+    );
+    run(
+        report,
+        "kiada GET /text, 1 quote",
+        format!("{}/text", kiada.url()),
+        None,
+        &[&kiada, &quotes[0], &quiz],
+    );
+    let three: Vec<&Proc> = [&kiada3]
+        .into_iter()
+        .chain(quotes.iter())
+        .chain([&quiz])
+        .collect();
+    run(
+        report,
+        "kiada GET /text, 3 quotes behind the balancer",
+        format!("{}/text", kiada3.url()),
+        None,
+        &three,
+    );
+    run(
+        report,
+        "kiada GET /html",
+        format!("{}/html", kiada.url()),
+        None,
+        &[&kiada, &quotes[0], &quiz],
+    );
+    run(
+        report,
+        "kiada GET /text, new connection per call",
+        format!("{}/text", kiada_new.url()),
+        None,
+        &[&kiada_new, &quotes[0], &quiz],
+    );
+    run(
+        report,
+        "kiada GET /text, pooled without idle limit",
+        format!("{}/text", kiada_pooled.url()),
+        None,
+        &[&kiada_pooled, &quotes[0], &quiz],
+    );
+    run(
+        report,
+        "quiz GET /questions/random",
+        format!("{}/questions/random", quiz.url()),
+        None,
+        &[&quiz],
+    );
+
+    let answers_before = stored_answers(&quiz);
+    let post = wrk::Post {
+        body: r#"{"questionId": 1, "answerIndex": 0}"#,
+    };
+    let writes = run(
+        report,
+        "quiz POST /questions/1/answers (durable)",
+        format!("{}/questions/1/answers", quiz.url()),
+        Some(post),
+        &[&quiz],
+    );
+    let stored = stored_answers(&quiz) - answers_before;
+    report.acknowledged = writes.requests - writes.errors_status;
+    report.stored = stored;
+    report.naive_inserts_per_s = naive_sqlite(&scratch.join("naive.db"), duration);
+    println!(
+        "naive SQLite loop: {:.0} commits/s",
+        report.naive_inserts_per_s
+    );
+}
+
+fn stored_answers(quiz: &Proc) -> u64 {
+    let runtime = tokio::runtime::Handle::current();
+    let url = format!("{}/stats", quiz.url());
+    let stats: serde_json::Value = std::thread::scope(|s| {
+        s.spawn(|| runtime.block_on(async { reqwest::get(url).await?.json().await }))
+            .join()
+            .unwrap()
+    })
+    .expect("quiz /stats");
+    stats["answerCount"].as_u64().unwrap_or(0)
+}
+
+/// The baseline for durable writes: one insert per transaction, the pragmas quiz uses.
+fn naive_sqlite(path: &Path, duration: Duration) -> f64 {
+    let conn = rusqlite::Connection::open(path).expect("open");
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
+        .expect("WAL");
+    conn.pragma_update(None, "synchronous", "FULL")
+        .expect("FULL");
+    conn.execute_batch(
+        "CREATE TABLE answers (id INTEGER PRIMARY KEY AUTOINCREMENT, question_id INTEGER NOT NULL,
+         answer_index INTEGER NOT NULL, correct INTEGER NOT NULL, answered_at TEXT NOT NULL)",
+    )
+    .expect("schema");
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < duration {
+        conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        conn.execute(
+            "INSERT INTO answers (question_id, answer_index, correct, answered_at) VALUES (1, 0, 1, '2026-01-01T00:00:00Z')",
+            [],
+        )
+        .unwrap();
+        conn.execute_batch("COMMIT").unwrap();
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+impl Outcome {
+    pub fn check(name: &str, measured: f64, target: f64, at_least: bool) -> Outcome {
+        let met = if at_least {
+            measured >= target
+        } else {
+            measured <= target
+        };
+        Outcome {
+            name: name.to_owned(),
+            measured,
+            target,
+            at_least,
+            met,
+        }
+    }
+}

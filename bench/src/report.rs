@@ -1,0 +1,424 @@
+//! What the harness measured, the targets it checks, and the report: a table for the terminal
+//! and BENCHMARKS.md.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::procs::{free_port, http_ok};
+use crate::wrk::Summary;
+
+pub struct Run {
+    pub name: String,
+    pub summary: Summary,
+    /// Each watched process: name, peak RSS (MB), CPU seconds used during the run.
+    pub processes: Vec<(String, f64, f64)>,
+}
+
+pub struct Startup {
+    pub name: String,
+    pub start: Duration,
+    pub idle_rss_mb: f64,
+}
+
+pub struct Outcome {
+    pub name: String,
+    pub measured: f64,
+    pub target: f64,
+    /// `measured ≥ target` when true, `measured ≤ target` otherwise.
+    pub at_least: bool,
+    pub met: bool,
+}
+
+pub struct Report {
+    pub smoke: bool,
+    pub duration: Duration,
+    pub connections: u32,
+    pub startups: Vec<Startup>,
+    pub runs: Vec<Run>,
+    pub naive_inserts_per_s: f64,
+    pub acknowledged: u64,
+    pub stored: u64,
+}
+
+impl Report {
+    pub fn new(smoke: bool, duration: Duration, connections: u32) -> Self {
+        Report {
+            smoke,
+            duration,
+            connections,
+            startups: Vec::new(),
+            runs: Vec::new(),
+            naive_inserts_per_s: 0.0,
+            acknowledged: 0,
+            stored: 0,
+        }
+    }
+
+    fn run(&self, prefix: &str) -> &Summary {
+        &self
+            .runs
+            .iter()
+            .find(|r| r.name.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no run {prefix}"))
+            .summary
+    }
+
+    fn startup(&self, name: &str) -> &Startup {
+        self.startups.iter().find(|s| s.name == name).unwrap()
+    }
+
+    /// Every target, measured in this run.
+    pub fn targets(&self) -> Vec<Outcome> {
+        let floor = self.run("fan-out floor");
+        let text = self.run("kiada GET /text, 1 quote");
+        let nginx = self.run("nginx");
+        let quote = self.run("quote GET /quote");
+        let writes = self.run("quiz POST");
+        let mut out = vec![
+            Outcome::check(
+                "kiada /text req/s ≥ 0.8 × fan-out floor",
+                text.rps(),
+                0.8 * floor.rps(),
+                true,
+            ),
+            Outcome::check(
+                "kiada /text p99 (ms) ≤ 1.5 × fan-out floor p99",
+                ms(text.p99_us),
+                1.5 * ms(floor.p99_us),
+                false,
+            ),
+            Outcome::check("kiada /text errors = 0", text.errors() as f64, 0.0, false),
+            Outcome::check(
+                "quote /quote req/s ≥ 0.8 × nginx",
+                quote.rps(),
+                0.8 * nginx.rps(),
+                true,
+            ),
+            Outcome::check(
+                "quiz answers/s ≥ 5 × naive SQLite loop",
+                writes.rps(),
+                5.0 * self.naive_inserts_per_s,
+                true,
+            ),
+            Outcome::check("quiz answer errors = 0", writes.errors() as f64, 0.0, false),
+            Outcome::check(
+                "quiz answers stored ≥ answers acknowledged",
+                self.stored as f64,
+                self.acknowledged as f64,
+                true,
+            ),
+        ];
+        let hello = self.startup("hello").start.as_secs_f64() * 1000.0;
+        for name in crate::SERVICES {
+            let s = self.startup(name);
+            out.push(Outcome::check(
+                &format!("{name} idle RSS (MB) ≤ 10"),
+                s.idle_rss_mb,
+                10.0,
+                false,
+            ));
+            let peak = self
+                .runs
+                .iter()
+                .flat_map(|r| &r.processes)
+                .filter(|(p, _, _)| p.starts_with(name))
+                .map(|(_, rss, _)| *rss)
+                .fold(0.0, f64::max);
+            out.push(Outcome::check(
+                &format!("{name} RSS under load (MB) ≤ 30"),
+                peak,
+                30.0,
+                false,
+            ));
+            out.push(Outcome::check(
+                &format!("{name} start to ready (ms) ≤ 3 × hello"),
+                s.start.as_secs_f64() * 1000.0,
+                3.0 * hello,
+                false,
+            ));
+        }
+        out
+    }
+
+    pub fn table(&self, outcomes: &[Outcome]) -> String {
+        let mut t = String::new();
+        let _ = writeln!(
+            t,
+            "{:<52} {:>10} {:>8} {:>8} {:>8} {:>7}",
+            "scenario", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
+        );
+        for r in &self.runs {
+            let s = &r.summary;
+            let _ = writeln!(
+                t,
+                "{:<52} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>7}",
+                r.name,
+                s.rps(),
+                ms(s.p50_us),
+                ms(s.p99_us),
+                ms(s.max_us),
+                s.errors()
+            );
+        }
+        let _ = writeln!(
+            t,
+            "{:<52} {:>10.0}",
+            "naive SQLite loop (commits/s, no HTTP)", self.naive_inserts_per_s
+        );
+        let _ = writeln!(
+            t,
+            "\n{:<52} {:>12} {:>12} {:>8}",
+            "target", "measured", "target", "ratio"
+        );
+        for o in outcomes {
+            let _ = writeln!(
+                t,
+                "{:<52} {:>12.2} {:>12.2} {:>8} {}",
+                o.name,
+                o.measured,
+                o.target,
+                ratio(o),
+                if o.met { "ok" } else { "MISSED" }
+            );
+        }
+        t
+    }
+
+    pub fn markdown(&self, outcomes: &[Outcome]) -> String {
+        let mut m = String::new();
+        let _ = writeln!(m, "# Benchmarks\n");
+        let _ = writeln!(
+            m,
+            "Measured by `cargo run --release -p bench`{}.",
+            if self.smoke {
+                " --smoke (a smoke run: one second per scenario, targets not enforced)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            m,
+            "Every figure comes from one run on one machine, baselines included, so compare ratios, not absolute numbers.\n"
+        );
+        let _ = writeln!(
+            m,
+            "- Date: {}",
+            command_out("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+        );
+        let _ = writeln!(m, "- Machine: {}", machine());
+        let _ = writeln!(
+            m,
+            "- Load: wrk, 2 threads, {} connections, {} s per scenario, on loopback; the load generator, the services and the baselines share the machine's cores\n",
+            self.connections,
+            self.duration.as_secs()
+        );
+
+        let _ = writeln!(m, "## Scenarios\n");
+        let _ = writeln!(
+            m,
+            "| scenario | req/s | p50 ms | p99 ms | max ms | errors | peak RSS MB (process) | CPU s (process) |"
+        );
+        let _ = writeln!(m, "|---|---:|---:|---:|---:|---:|---|---|");
+        for r in &self.runs {
+            let s = &r.summary;
+            let rss: Vec<String> = r
+                .processes
+                .iter()
+                .map(|(p, rss, _)| format!("{rss:.1} ({p})"))
+                .collect();
+            let cpu: Vec<String> = r
+                .processes
+                .iter()
+                .map(|(p, _, cpu)| format!("{cpu:.2} ({p})"))
+                .collect();
+            let _ = writeln!(
+                m,
+                "| {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {} | {} |",
+                r.name,
+                s.rps(),
+                ms(s.p50_us),
+                ms(s.p99_us),
+                ms(s.max_us),
+                s.errors(),
+                rss.join(", "),
+                cpu.join(", ")
+            );
+        }
+        let _ = writeln!(
+            m,
+            "| naive SQLite loop, one insert per transaction, WAL + synchronous=FULL (no HTTP) | {:.0} | | | | | | |",
+            self.naive_inserts_per_s
+        );
+        let _ = writeln!(
+            m,
+            "\nquiz durable answers: {} acknowledged with 200, {} stored.\n",
+            self.acknowledged, self.stored
+        );
+
+        let _ = writeln!(m, "## Start-up and idle memory\n");
+        let _ = writeln!(
+            m,
+            "| binary | process start to first 200 on readiness (median) | RSS idle after start |"
+        );
+        let _ = writeln!(m, "|---|---:|---:|");
+        for s in &self.startups {
+            let _ = writeln!(
+                m,
+                "| {} | {:.1} ms | {:.1} MB |",
+                s.name,
+                s.start.as_secs_f64() * 1000.0,
+                s.idle_rss_mb
+            );
+        }
+
+        let _ = writeln!(m, "\n## Targets\n");
+        let _ = writeln!(m, "| target | measured | target | measured ÷ target | |");
+        let _ = writeln!(m, "|---|---:|---:|---:|---|");
+        for o in outcomes {
+            let bound = if o.at_least { "≥" } else { "≤" };
+            let _ = writeln!(
+                m,
+                "| {} | {:.2} | {bound} {:.2} | {} | {} |",
+                o.name,
+                o.measured,
+                o.target,
+                ratio(o),
+                if o.met { "met" } else { "**missed**" }
+            );
+        }
+
+        let by = |p: &str| {
+            self.runs
+                .iter()
+                .find(|r| r.name.starts_with(p))
+                .map(|r| r.summary.clone())
+                .unwrap_or_default()
+        };
+        let (new, short, pooled) = (
+            by("kiada GET /text, new connection"),
+            by("kiada GET /text, 1 quote"),
+            by("kiada GET /text, pooled"),
+        );
+        let _ = writeln!(m, "\n## kiada's backend connections\n");
+        let _ = writeln!(m, "| strategy | req/s | p99 ms |");
+        let _ = writeln!(m, "|---|---:|---:|");
+        for (name, s) in [
+            ("new connection per call (`--backend-pool-idle-ms 0`)", &new),
+            ("pooled, idle connections kept 1 s (the default)", &short),
+            ("pooled, idle connections kept 10 min", &pooled),
+        ] {
+            let _ = writeln!(m, "| {name} | {:.0} | {:.2} |", s.rps(), ms(s.p99_us));
+        }
+        let _ = writeln!(
+            m,
+            "\nkiada ships the middle one. A ClusterIP Service balances connections, not requests, so a pooled connection keeps reaching the same pod. \
+Keeping idle connections for one second costs nothing under load, where a connection is never idle that long, and runs at pooled speed; \
+a person reloading the page every few seconds gets a new connection, and so possibly another pod, each time, which is what the chapter wants to show. \
+A new connection per call shows the spread too, but pays a TCP handshake (and a TIME_WAIT socket) for every backend call."
+        );
+        m
+    }
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn ratio(o: &Outcome) -> String {
+    if o.target == 0.0 {
+        return "-".into();
+    }
+    format!("{:.2}", o.measured / o.target)
+}
+
+fn command_out(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .nth(1)
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or("?".into(), |kb| format!("{:.0} GiB", kb / 1024.0 / 1024.0));
+    format!(
+        "{} cores of {model}, {memory} memory, Linux {}",
+        command_out("nproc", &[]),
+        command_out("uname", &["-r"])
+    )
+}
+
+/// nginx (Debian's nginx-light) serving one small static file, one worker per core: the floor for
+/// the quote service.
+pub struct Nginx {
+    child: Child,
+    port: u16,
+}
+
+impl Nginx {
+    pub fn start(scratch: &Path) -> Nginx {
+        let dir = scratch.join("nginx");
+        std::fs::create_dir_all(dir.join("www")).unwrap();
+        std::fs::write(dir.join("www/quote"), "A Service gets one stable virtual IP for its whole life; pods behind it come and go.\n").unwrap();
+        let port = free_port();
+        let root = command_out("id", &["-u"]) == "0";
+        let conf = format!(
+            "{user}worker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
+             http {{ access_log off; client_body_temp_path {d}/tmp; proxy_temp_path {d}/tmp; fastcgi_temp_path {d}/tmp; uwsgi_temp_path {d}/tmp; scgi_temp_path {d}/tmp;\n\
+             server {{ listen 127.0.0.1:{port}; location / {{ root {d}/www; }} }} }}\n",
+            user = if root { "user root;\n" } else { "" },
+            d = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .args([
+                "-p",
+                dir.to_str().unwrap(),
+                "-c",
+                dir.join("nginx.conf").to_str().unwrap(),
+                "-g",
+                "daemon off;",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("nginx starts");
+        let nginx = Nginx { child, port };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !http_ok(port, "/quote") {
+            assert!(std::time::Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        nginx
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/quote", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
