@@ -222,7 +222,9 @@ impl FailureKind {
 pub struct Backends {
     client: reqwest::Client,
     metrics: BackendMetrics,
-    quote_url: Arc<str>,
+    /// Parsed once: the hot path must not parse URLs on every call.
+    quote_url: reqwest::Url,
+    random_question_url: reqwest::Url,
     quiz_url: Arc<str>,
     timeout: Duration,
     resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
@@ -239,21 +241,45 @@ pub struct BackendsConfig {
     pub metrics: BackendMetrics,
 }
 
+/// A backend URL that does not parse; kiada refuses to start with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} '{url}' is not a valid URL: {reason}")]
+pub struct BadUrl {
+    name: &'static str,
+    url: String,
+    reason: String,
+}
+
+fn parse_url(name: &'static str, url: &str) -> Result<reqwest::Url, BadUrl> {
+    let bad = |reason: String| BadUrl {
+        name,
+        url: url.to_owned(),
+        reason,
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    match parsed.scheme() {
+        "http" | "https" => Ok(parsed),
+        other => Err(bad(format!("the scheme must be http, not {other}"))),
+    }
+}
+
 impl Backends {
-    pub fn new(config: BackendsConfig) -> Backends {
+    pub fn new(config: BackendsConfig) -> Result<Backends, BadUrl> {
         let client = client(config.timeout, config.pool_idle, config.resolver.clone());
-        Backends {
+        let quiz_url = config.quiz_url.trim_end_matches('/');
+        Ok(Backends {
             client,
             metrics: config.metrics,
-            quote_url: config.quote_url.into(),
-            quiz_url: config.quiz_url.trim_end_matches('/').into(),
+            quote_url: parse_url("QUOTE_URL", &config.quote_url)?,
+            random_question_url: parse_url("QUIZ_URL", &format!("{quiz_url}/questions/random"))?,
+            quiz_url: quiz_url.into(),
             timeout: config.timeout,
             resolver: config.resolver,
-        }
+        })
     }
 
     pub fn quote_url(&self) -> &str {
-        &self.quote_url
+        self.quote_url.as_str()
     }
 
     pub fn quiz_url(&self) -> &str {
@@ -274,7 +300,7 @@ impl Backends {
     pub async fn quote(&self) -> Reply<String> {
         let request = self
             .client
-            .get(&*self.quote_url)
+            .get(self.quote_url.clone())
             .header("accept", "text/plain");
         let reply = call(request, |body| {
             let text = String::from_utf8_lossy(&body).trim().to_owned();
@@ -289,7 +315,7 @@ impl Backends {
     }
 
     pub async fn random_question(&self) -> Reply<Question> {
-        let url = format!("{}/questions/random", self.quiz_url);
+        let url = self.random_question_url.clone();
         self.quiz(call(self.client.get(url), json_body).await)
     }
 

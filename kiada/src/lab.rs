@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use kit::negotiate::WantsJson;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Service, classify, pod_of, with_request_id};
@@ -50,7 +50,7 @@ impl Drop for Running<'_> {
 pub async fn spread(
     State(state): State<AppState>,
     Query(query): Query<SpreadQuery>,
-    headers: HeaderMap,
+    WantsJson(json): WantsJson,
 ) -> Result<Response, Error> {
     let service = match query.service.as_deref().unwrap_or("quote") {
         "quote" => Service::Quote,
@@ -105,7 +105,7 @@ pub async fn spread(
             }
         }
     }
-    if kit::negotiate::wants_json(&headers) {
+    if json {
         return Ok(Json(result).into_response());
     }
     Ok(text(&result).into_response())

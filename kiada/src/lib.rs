@@ -25,6 +25,8 @@ pub use tls::TlsConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
+    Url(#[from] backend::BadUrl),
+    #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Server(#[from] kit::Error),
@@ -93,7 +95,7 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         pool_idle: config.backend_pool_idle,
         resolver: config.resolver.clone(),
         metrics: backend::BackendMetrics::register(&mut metrics),
-    });
+    })?;
     let state = AppState {
         backends,
         identity: Arc::new(config.identity.clone()),

@@ -69,7 +69,7 @@ fn service_env(url: Option<String>, name: &str) -> ServiceEnv {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    kit::telemetry::init(cli.server.log_format);
+    let _logs = kit::telemetry::init(cli.server.log_format);
     let status = kiada::Status::new(&cli.initial_status_message);
     status.follow_stdin();
     let config = kiada::Config {

@@ -21,18 +21,41 @@ pub struct Page {
     pub origin: String,
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
+/// Who served the request and who asked. The identity is shared, not copied per request.
 pub struct RequestInfo {
-    pub pod_name: String,
-    pub pod_namespace: String,
-    pub node_name: String,
-    pub hostname: String,
-    pub pod_ip: String,
-    pub node_ip: String,
+    pub identity: std::sync::Arc<kit::Identity>,
     pub client_ip: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub forwarded_for: Option<String>,
+}
+
+impl Serialize for RequestInfo {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct View<'a> {
+            pod_name: &'a str,
+            pod_namespace: &'a str,
+            node_name: &'a str,
+            hostname: &'a str,
+            pod_ip: &'a str,
+            node_ip: &'a str,
+            client_ip: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            forwarded_for: Option<&'a str>,
+        }
+        let id = &self.identity;
+        View {
+            pod_name: &id.pod_name,
+            pod_namespace: &id.pod_namespace,
+            node_name: &id.node_name,
+            hostname: &id.hostname,
+            pod_ip: &id.pod_ip,
+            node_ip: &id.node_ip,
+            client_ip: &self.client_ip,
+            forwarded_for: self.forwarded_for.as_deref(),
+        }
+        .serialize(serializer)
+    }
 }
 
 /// One backend call as the pages show it.
@@ -100,6 +123,7 @@ impl Page {
     pub fn text(&self) -> String {
         let mut out = String::with_capacity(2048);
         let r = &self.request;
+        let id = &r.identity;
         match &self.release {
             Some(release) => writeln!(out, "==== KIADA {VERSION} ({release} release)\n"),
             None => writeln!(out, "==== KIADA {VERSION}\n"),
@@ -135,12 +159,12 @@ impl Page {
         let _ = writeln!(
             out,
             "Request processed by kiada {VERSION} in pod \"{}\" on node \"{}\".",
-            r.pod_name, r.node_name
+            id.pod_name, id.node_name
         );
         let _ = writeln!(
             out,
             "Pod hostname: {}; Pod IP: {}; Node IP: {}; Client IP: {}",
-            r.hostname, r.pod_ip, r.node_ip, r.client_ip
+            id.hostname, id.pod_ip, id.node_ip, r.client_ip
         );
         if let Some(xff) = &r.forwarded_for {
             let _ = writeln!(out, "X-Forwarded-For: {xff}");

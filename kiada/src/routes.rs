@@ -97,18 +97,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Visit {
 /// at most that timeout and never hides the other's answer.
 async fn gather(state: &AppState, visit: Visit) -> Page {
     let (tip, question) = tokio::join!(state.backends.quote(), state.backends.random_question());
-    let id = &state.identity;
     Page {
-        release: id.release.clone(),
+        release: state.identity.release.clone(),
         tip,
         question,
         request: RequestInfo {
-            pod_name: id.pod_name.clone(),
-            pod_namespace: id.pod_namespace.clone(),
-            node_name: id.node_name.clone(),
-            hostname: id.hostname.clone(),
-            pod_ip: id.pod_ip.clone(),
-            node_ip: id.node_ip.clone(),
+            identity: state.identity.clone(),
             client_ip: visit.client.0.to_string(),
             forwarded_for: visit.forwarded_for,
         },

@@ -245,3 +245,22 @@ async fn the_proxy_maps_backend_failures_to_502_and_504_with_json() {
     assert_eq!(res.status(), 502);
     assert_eq!(res.json::<Value>().await.unwrap()["kind"], "refused");
 }
+
+#[tokio::test]
+async fn a_backend_url_that_does_not_parse_stops_the_start() {
+    let err = kiada::build(config("quote/quote", "http://127.0.0.1:1"))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        err.contains("QUOTE_URL 'quote/quote' is not a valid URL"),
+        "{err}"
+    );
+    let err = kiada::build(config("http://quote/quote", "ftp://quiz"))
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("the scheme must be http"), "{err}");
+}

@@ -2,12 +2,8 @@
 //! kept in its state: the local suite runs several services in one process, and tests run apps
 //! side by side, so a process-global recorder would mix their counts.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, State};
 use axum::http::header::CONTENT_TYPE;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,6 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::sync::Arc;
 
 use crate::Health;
 
@@ -74,33 +71,37 @@ impl HttpMetrics {
     }
 }
 
-/// Counts and times every request by method, route template and status.
-pub(crate) async fn track(
-    State(metrics): State<HttpMetrics>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    metrics.in_flight.inc();
-    let response = next.run(request).await;
-    metrics.in_flight.dec();
-    let labels = RequestLabels {
-        method,
-        route,
-        status: response.status().as_u16(),
-    };
-    metrics.requests.get_or_create(&labels).inc();
-    metrics
-        .latency
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    response
+impl HttpMetrics {
+    /// A request starts: one more in flight. Pass the token to [`HttpMetrics::finish`].
+    pub(crate) fn start(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(())
+    }
+
+    /// Counts and times a finished request by method, route template and status.
+    pub(crate) fn finish(
+        &self,
+        _: InFlight,
+        method: &axum::http::Method,
+        route: Option<&MatchedPath>,
+        status: u16,
+        elapsed: std::time::Duration,
+    ) {
+        self.in_flight.dec();
+        let labels = RequestLabels {
+            method: method.to_string(),
+            route: route.map_or("unmatched", |r| r.as_str()).to_owned(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
 }
+
+/// Proof that [`HttpMetrics::start`] counted a request in flight.
+pub(crate) struct InFlight(());
 
 #[derive(Clone)]
 pub(crate) struct Exposition {

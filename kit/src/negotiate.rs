@@ -26,6 +26,21 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
     best(headers, &["text/plain", "application/json"]) == Some("application/json")
 }
 
+/// Extracts [`wants_json`] without copying the request's headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WantsJson(pub bool);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for WantsJson {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(WantsJson(wants_json(&parts.headers)))
+    }
+}
+
 fn parse_range(range: &str) -> Option<(&str, f32)> {
     let mut parts = range.split(';');
     let media = parts.next()?.trim();

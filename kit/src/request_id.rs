@@ -16,25 +16,18 @@ pub fn current() -> Option<HeaderValue> {
 }
 
 /// Runs `f` with `id` as the current request id.
-pub(crate) async fn scope<F: Future>(id: Option<HeaderValue>, f: F) -> F::Output {
-    match id {
-        Some(id) => CURRENT.scope(id, f).await,
-        None => f.await,
-    }
+pub(crate) async fn scope<F: Future>(id: HeaderValue, f: F) -> F::Output {
+    CURRENT.scope(id, f).await
 }
 
-/// Makes ids for requests that come without one: 128 random bits in hex.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct MakeId;
-
-impl tower_http::request_id::MakeRequestId for MakeId {
-    fn make_request_id<B>(
-        &mut self,
-        _: &axum::http::Request<B>,
-    ) -> Option<tower_http::request_id::RequestId> {
-        let id = format!("{:032x}", fastrand::u128(..));
-        HeaderValue::from_str(&id)
-            .ok()
-            .map(tower_http::request_id::RequestId::new)
+/// A new id: 128 random bits as 32 hex digits.
+pub(crate) fn make() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut bits = fastrand::u128(..);
+    let mut id = [0u8; 32];
+    for digit in id.iter_mut().rev() {
+        *digit = HEX[(bits & 0xf) as usize];
+        bits >>= 4;
     }
+    HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
 }

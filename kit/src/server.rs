@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware;
 use axum::routing::get;
@@ -25,13 +25,11 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
-use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::faults::{self, Faults};
 use crate::metrics::{self, Exposition, HttpMetrics};
-use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig, request_id, telemetry};
+use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig, telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -113,13 +111,13 @@ impl App {
         ));
         let router = routes
             .merge(health.probe_routes())
-            .route("/metrics", get(metrics::expose).with_state(exposition))
-            .layer(middleware::from_fn_with_state(http, metrics::track));
-        let router = with_common_layers(router, config, identity);
+            .route("/metrics", get(metrics::expose).with_state(exposition));
+        let router = with_common_layers(router, config, identity, Some(http));
         let admin_router = with_common_layers(
             health.admin_routes().merge(faults.admin_routes()),
             config,
             identity,
+            None,
         );
         Ok(App {
             main,
@@ -340,21 +338,22 @@ fn limit_request_heads(
         .header_read_timeout(Duration::from_secs(10));
 }
 
-fn with_common_layers(router: Router, config: &ServerConfig, identity: &Identity) -> Router {
+fn with_common_layers(
+    router: Router,
+    config: &ServerConfig,
+    identity: &Identity,
+    metrics: Option<HttpMetrics>,
+) -> Router {
+    let observer = telemetry::Observer { metrics };
     router
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
-                .layer(identity_header("x-pod-name", &identity.pod_name))
-                .layer(identity_header("x-pod-ip", &identity.pod_ip))
-                .layer(identity_header("x-node-name", &identity.node_name))
-                .layer(identity_header("x-version", crate::VERSION))
-                .layer(SetRequestIdLayer::new(
-                    request_id::HEADER,
-                    request_id::MakeId,
+                .layer(middleware::map_response_with_state(
+                    identity_headers(identity),
+                    name_the_pod,
                 ))
-                .layer(PropagateRequestIdLayer::new(request_id::HEADER))
-                .layer(middleware::from_fn(telemetry::log_request))
+                .layer(middleware::from_fn_with_state(observer, telemetry::observe))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::SERVICE_UNAVAILABLE,
                     config.request_timeout,
@@ -365,10 +364,32 @@ fn with_common_layers(router: Router, config: &ServerConfig, identity: &Identity
         )
 }
 
+/// The headers naming this pod, made once.
+fn identity_headers(identity: &Identity) -> Arc<[(HeaderName, HeaderValue)]> {
+    let value = |v: &str| HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("invalid"));
+    Arc::new([
+        (
+            HeaderName::from_static("x-pod-name"),
+            value(&identity.pod_name),
+        ),
+        (HeaderName::from_static("x-pod-ip"), value(&identity.pod_ip)),
+        (
+            HeaderName::from_static("x-node-name"),
+            value(&identity.node_name),
+        ),
+        (HeaderName::from_static("x-version"), value(crate::VERSION)),
+    ])
+}
+
 /// Overriding, so that a response relayed from another pod still names the pod that sent it.
-fn identity_header(name: &'static str, value: &str) -> SetResponseHeaderLayer<HeaderValue> {
-    let value = HeaderValue::from_str(value).unwrap_or(HeaderValue::from_static("invalid"));
-    SetResponseHeaderLayer::overriding(HeaderName::from_static(name), value)
+async fn name_the_pod(
+    State(headers): State<Arc<[(HeaderName, HeaderValue)]>>,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    for (name, value) in headers.iter() {
+        response.headers_mut().insert(name, value.clone());
+    }
+    response
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> (StatusCode, String) {

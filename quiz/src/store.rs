@@ -165,10 +165,19 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| open_error(e.into()))?;
         }
         let mut writer = connect(path).map_err(open_error)?;
+        // The migrations and the question set are written again at every start, so they need
+        // not reach the disk before the service is ready; answers do, and FULL is back on
+        // before the first one.
+        writer
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| open_error(e.into()))?;
         Migrations::from_slice(MIGRATIONS)
             .to_latest(&mut writer)
             .map_err(|e| open_error(e.into()))?;
         upsert_questions(&mut writer, questions).map_err(|e| open_error(e.into()))?;
+        writer
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(|e| open_error(e.into()))?;
         let reader = connect(path).map_err(open_error)?;
 
         let (tx, rx) = mpsc::channel(QUEUE);

@@ -13,7 +13,7 @@ use std::time::Duration;
 pub use tips::{Tips, TipsError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub enum StartError {
     #[error(transparent)]
     Tips(#[from] TipsError),
     #[error(transparent)]
@@ -52,7 +52,7 @@ pub struct AppState {
 
 /// Loads the tips and binds the listeners. Fails, naming the file and the problem, when the
 /// tips file is missing, unreadable or empty.
-pub async fn build(config: Config) -> Result<kit::App, Error> {
+pub async fn build(config: Config) -> Result<kit::App, StartError> {
     let tips = match &config.quotes_file {
         Some(path) => {
             let seen = tips::fingerprint(path);

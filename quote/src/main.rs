@@ -20,7 +20,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    kit::telemetry::init(cli.server.log_format);
+    let _logs = kit::telemetry::init(cli.server.log_format);
     let config = quote_service::Config {
         server: cli.server,
         identity: cli.identity.resolve(),

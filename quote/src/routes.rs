@@ -3,10 +3,10 @@
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use kit::negotiate::WantsJson;
 use serde::Serialize;
 
 use crate::AppState;
@@ -33,9 +33,9 @@ struct QuoteJson<'a> {
     node: &'a str,
 }
 
-async fn quote(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn quote(State(state): State<AppState>, WantsJson(json): WantsJson) -> Response {
     let tip = state.tips.random();
-    if kit::negotiate::wants_json(&headers) {
+    if json {
         return Json(QuoteJson {
             quote: &tip,
             pod: &state.identity.pod_name,

@@ -12,7 +12,7 @@ pub enum Error {
     #[error("{service}: {source}")]
     Quote {
         service: String,
-        source: quote_service::Error,
+        source: quote_service::StartError,
     },
     #[error("quiz: {0}")]
     Quiz(#[from] quiz::StartError),

@@ -37,7 +37,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    kit::telemetry::init(kit::LogFormat::Text);
+    let _logs = kit::telemetry::init(kit::LogFormat::Text);
     let config = suite::Config {
         kiada_port: cli.kiada_port,
         kiada_tls_port: (!cli.no_tls).then_some(cli.kiada_tls_port),
