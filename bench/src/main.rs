@@ -97,16 +97,15 @@ fn missing_tool(tool: &str, package: &str) -> ExitCode {
     }
 }
 
-/// The service binaries, in the profile this harness was built with.
+/// The service binaries, in the profile this harness was built with. The whole workspace, as
+/// the test command builds it: the same selection means the same features, so nothing already
+/// built is compiled again.
 fn build_binaries() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace())
-        .args(["build", "--locked", "--bins"]);
-    for package in ["kiada", "quiz", "quote-service", "bench"] {
-        command.args(["-p", package]);
-    }
+        .args(["build", "--locked", "--workspace", "--bins"]);
     if !cfg!(debug_assertions) {
         command.arg("--release");
     }
