@@ -345,11 +345,14 @@ impl Backends {
         headers: &HeaderMap,
         body: axum::body::Bytes,
     ) -> Reply<Relayed> {
-        let url = match service {
-            Service::Quote => self.quote_url.to_string(),
-            Service::Quiz => format!("{}{path}", self.quiz_url),
+        // The quote URL is parsed already; do not turn it back into a string to parse again.
+        let request = match service {
+            Service::Quote => self.client.request(method, self.quote_url.clone()),
+            Service::Quiz => self
+                .client
+                .request(method, format!("{}{path}", self.quiz_url)),
         };
-        let mut request = self.client.request(method, url).body(body);
+        let mut request = request.body(body);
         for name in ["accept", "content-type"] {
             if let Some(value) = headers.get(name) {
                 request = request.header(name, value);
