@@ -102,19 +102,22 @@ impl ClientIp {
     pub fn from_socket(addr: SocketAddr) -> Self {
         ClientIp(addr.ip().to_canonical())
     }
+
+    /// Every listener of ours records the peer; a router driven without one (a unit test
+    /// calling it directly) reports the unspecified address rather than failing the request.
+    pub(crate) fn from_extensions(extensions: &axum::http::Extensions) -> Self {
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| ClientIp::from_socket(*addr))
+            .unwrap_or(ClientIp(IpAddr::from([0, 0, 0, 0])))
+    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        // Every listener of ours records the peer; a router driven without one (a unit test
-        // calling it directly) reports the unspecified address rather than failing the request.
-        Ok(parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| ClientIp::from_socket(*addr))
-            .unwrap_or(ClientIp(IpAddr::from([0, 0, 0, 0]))))
+        Ok(ClientIp::from_extensions(&parts.extensions))
     }
 }
 

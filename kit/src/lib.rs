@@ -12,6 +12,7 @@ pub mod health;
 pub mod identity;
 pub mod metrics;
 pub mod negotiate;
+mod observe;
 pub mod request_id;
 mod server;
 pub mod telemetry;

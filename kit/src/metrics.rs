@@ -72,22 +72,21 @@ impl HttpMetrics {
 }
 
 impl HttpMetrics {
-    /// A request starts: one more in flight. Pass the token to [`HttpMetrics::finish`].
+    /// A request starts: one more in flight until the token is dropped — when the request is
+    /// answered, or abandoned because the client went away.
     pub(crate) fn start(&self) -> InFlight {
         self.in_flight.inc();
-        InFlight(())
+        InFlight(self.in_flight.clone())
     }
 
     /// Counts and times a finished request by method, route template and status.
     pub(crate) fn finish(
         &self,
-        _: InFlight,
         method: &axum::http::Method,
         route: Option<&MatchedPath>,
         status: u16,
         elapsed: std::time::Duration,
     ) {
-        self.in_flight.dec();
         let labels = RequestLabels {
             method: method.to_string(),
             route: route.map_or("unmatched", |r| r.as_str()).to_owned(),
@@ -100,8 +99,14 @@ impl HttpMetrics {
     }
 }
 
-/// Proof that [`HttpMetrics::start`] counted a request in flight.
-pub(crate) struct InFlight(());
+/// A request [`HttpMetrics::start`] counted in flight.
+pub(crate) struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
 
 #[derive(Clone)]
 pub(crate) struct Exposition {

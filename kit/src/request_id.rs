@@ -15,9 +15,17 @@ pub fn current() -> Option<HeaderValue> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
-/// Runs `f` with `id` as the current request id.
-pub(crate) async fn scope<F: Future>(id: HeaderValue, f: F) -> F::Output {
-    CURRENT.scope(id, f).await
+/// `f`, polled with `id` as the current request id.
+pub(crate) fn scope_future<F: Future>(
+    id: HeaderValue,
+    f: F,
+) -> tokio::task::futures::TaskLocalFuture<HeaderValue, F> {
+    CURRENT.scope(id, f)
+}
+
+/// Calls `f` with `id` as the current request id.
+pub(crate) fn scope_sync<R>(id: HeaderValue, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(id, f)
 }
 
 /// A new id: 128 random bits as 32 hex digits.

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
 use axum::middleware;
 use axum::routing::get;
 use axum_server::Handle;
@@ -25,11 +25,11 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::faults::{self, Faults};
 use crate::metrics::{self, Exposition, HttpMetrics};
-use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig, telemetry};
+use crate::observe::ObserveLayer;
+use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -344,52 +344,15 @@ fn with_common_layers(
     identity: &Identity,
     metrics: Option<HttpMetrics>,
 ) -> Router {
-    let observer = telemetry::Observer { metrics };
     router
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
-                .layer(middleware::map_response_with_state(
-                    identity_headers(identity),
-                    name_the_pod,
-                ))
-                .layer(middleware::from_fn_with_state(observer, telemetry::observe))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    config.request_timeout,
-                ))
+                .layer(ObserveLayer::new(identity, config.request_timeout, metrics))
                 // Enforced by the body extractors, so that a service's own rejection handling can
                 // answer 413 in its own format (quiz answers JSON).
                 .layer(DefaultBodyLimit::max(BODY_LIMIT)),
         )
-}
-
-/// The headers naming this pod, made once.
-fn identity_headers(identity: &Identity) -> Arc<[(HeaderName, HeaderValue)]> {
-    let value = |v: &str| HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("invalid"));
-    Arc::new([
-        (
-            HeaderName::from_static("x-pod-name"),
-            value(&identity.pod_name),
-        ),
-        (HeaderName::from_static("x-pod-ip"), value(&identity.pod_ip)),
-        (
-            HeaderName::from_static("x-node-name"),
-            value(&identity.node_name),
-        ),
-        (HeaderName::from_static("x-version"), value(crate::VERSION)),
-    ])
-}
-
-/// Overriding, so that a response relayed from another pod still names the pod that sent it.
-async fn name_the_pod(
-    State(headers): State<Arc<[(HeaderName, HeaderValue)]>>,
-    mut response: axum::response::Response,
-) -> axum::response::Response {
-    for (name, value) in headers.iter() {
-        response.headers_mut().insert(name, value.clone());
-    }
-    response
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> (StatusCode, String) {

@@ -31,6 +31,29 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 }
 
 #[tokio::test]
+async fn abandoned_requests_leave_the_in_flight_gauge() {
+    let app = start();
+    let gave_up = client()
+        .get(format!("{}/slow", app.url()))
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(gave_up.unwrap_err().is_timeout());
+    // The server notices the closed connection and drops the request.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = metrics(&app).await;
+        // The scrape itself is in flight.
+        if value(&m, "http_requests_in_flight") == Some(1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn requests_are_counted_by_route_template_per_app() {
     let a = start();
     let b = start();

@@ -128,6 +128,11 @@ async fn slow_requests_time_out_with_503() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Still a response of this pod, saying what happened.
+    assert_eq!(res.headers()["x-pod-name"], "pod-a");
+    assert!(res.headers().contains_key("x-request-id"));
+    let body = res.text().await.unwrap();
+    assert!(body.contains("request timeout (0.2 s)"), "{body}");
     app.stop().await.unwrap();
 }
 

@@ -1,0 +1,214 @@
+//! What happens to every request, in one pass: its `X-Request-Id` is taken or made and made the
+//! task's current one (kiada forwards it), it gets the request timeout, the response gets the
+//! pod's identity headers and the id, and the request is counted, timed and logged.
+//!
+//! This is one hand-written tower service rather than a stack of `from_fn` middlewares: it runs
+//! on every request of every service, and each middleware layer costs a boxed future and a
+//! service clone per request. The timeout arms its timer only when the handler does not answer
+//! on the first poll, so requests answered at once (quote's tips, probes) never touch the
+//! runtime's timer wheel.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::Sleep;
+use tower::{Layer, Service};
+
+use crate::identity::ClientIp;
+use crate::metrics::{HttpMetrics, InFlight};
+use crate::{Identity, request_id, telemetry};
+
+/// Wraps a router's routes with [`Observe`].
+#[derive(Clone)]
+pub(crate) struct ObserveLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The admin listener has no metrics of its own.
+    metrics: Option<HttpMetrics>,
+    identity_headers: [(HeaderName, HeaderValue); 4],
+    timeout: Duration,
+}
+
+impl ObserveLayer {
+    pub(crate) fn new(
+        identity: &Identity,
+        timeout: Duration,
+        metrics: Option<HttpMetrics>,
+    ) -> Self {
+        let shared = Shared {
+            metrics,
+            identity_headers: identity_headers(identity),
+            timeout,
+        };
+        ObserveLayer {
+            shared: Arc::new(shared),
+        }
+    }
+}
+
+/// The headers naming this pod, made once.
+fn identity_headers(identity: &Identity) -> [(HeaderName, HeaderValue); 4] {
+    let value = |v: &str| HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("invalid"));
+    [
+        (
+            HeaderName::from_static("x-pod-name"),
+            value(&identity.pod_name),
+        ),
+        (HeaderName::from_static("x-pod-ip"), value(&identity.pod_ip)),
+        (
+            HeaderName::from_static("x-node-name"),
+            value(&identity.node_name),
+        ),
+        (HeaderName::from_static("x-version"), value(crate::VERSION)),
+    ]
+}
+
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Observe<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ObserveFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let id = match request.headers().get(request_id::HEADER) {
+            Some(id) => id.clone(),
+            None => {
+                let id = request_id::make();
+                request.headers_mut().insert(request_id::HEADER, id.clone());
+                id
+            }
+        };
+        let client = ClientIp::from_extensions(request.extensions());
+        let record = Record {
+            started,
+            // Cheap clones: the method is an enum, the URI shares the request's buffer.
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            client,
+            _in_flight: self.shared.metrics.as_ref().map(HttpMetrics::start),
+            id: id.clone(),
+        };
+        let inner = request_id::scope_sync(id.clone(), || self.inner.call(request));
+        ObserveFuture {
+            inner: request_id::scope_future(id, inner),
+            deadline: None,
+            record: Some(record),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// What the log line and the metrics need once the response is there.
+struct Record {
+    started: Instant,
+    method: Method,
+    uri: Uri,
+    route: Option<MatchedPath>,
+    client: ClientIp,
+    /// Counts the request out of flight when dropped, answered or not.
+    _in_flight: Option<InFlight>,
+    id: HeaderValue,
+}
+
+pin_project_lite::pin_project! {
+    pub(crate) struct ObserveFuture<F> {
+        #[pin]
+        inner: TaskLocalFuture<HeaderValue, F>,
+        #[pin]
+        deadline: Option<Sleep>,
+        record: Option<Record>,
+        shared: Arc<Shared>,
+    }
+}
+
+impl<F> Future for ObserveFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let response = match this.inner.poll(cx) {
+            Poll::Ready(Ok(response)) => response,
+            Poll::Pending => {
+                let record = this.record.as_ref().expect("polled after completion");
+                if this.deadline.is_none() {
+                    let at = record.started + this.shared.timeout;
+                    this.deadline.set(Some(tokio::time::sleep_until(at.into())));
+                }
+                let deadline = this.deadline.as_pin_mut().expect("armed above");
+                ready!(deadline.poll(cx));
+                timed_out(this.shared.timeout)
+            }
+        };
+        let record = this.record.take().expect("polled after completion");
+        Poll::Ready(Ok(finish(this.shared, record, response)))
+    }
+}
+
+fn timed_out(timeout: Duration) -> Response {
+    let message = format!(
+        "The request took longer than the request timeout ({} s) and was abandoned\n",
+        timeout.as_secs_f64()
+    );
+    (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
+}
+
+/// Names the pod (overriding, so that a response relayed from another pod still names the pod
+/// that sent it), returns the id, counts and logs.
+fn finish(shared: &Shared, record: Record, mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in &shared.identity_headers {
+        headers.insert(name, value.clone());
+    }
+    headers.insert(request_id::HEADER, record.id.clone());
+    let status = response.status().as_u16();
+    let elapsed = record.started.elapsed();
+    if let Some(metrics) = &shared.metrics {
+        metrics.finish(&record.method, record.route.as_ref(), status, elapsed);
+    }
+    telemetry::log_request(
+        &record.method,
+        record.uri.path(),
+        status,
+        elapsed,
+        record.client,
+        &record.id,
+    );
+    response
+}
