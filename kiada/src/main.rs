@@ -66,6 +66,9 @@ fn service_env(url: Option<String>, name: &str) -> ServiceEnv {
     }
 }
 
+#[global_allocator]
+static ALLOCATOR: kit::Allocator = kit::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

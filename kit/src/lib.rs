@@ -10,6 +10,7 @@ pub mod config;
 mod faults;
 pub mod health;
 pub mod identity;
+mod log_sink;
 pub mod metrics;
 pub mod negotiate;
 mod observe;
@@ -24,6 +25,11 @@ pub use config::{LogFormat, ServerConfig};
 pub use health::Health;
 pub use identity::{ClientIp, Identity, IdentityArgs};
 pub use server::{App, Error, Running, Service, main_with, shutdown_signal};
+
+/// The allocator every binary installs (`#[global_allocator]`): request handling allocates and
+/// frees small blocks on one thread and another, which glibc's malloc serialises on arena locks;
+/// mimalloc made quote a tenth faster at the same memory.
+pub use mimalloc::MiMalloc as Allocator;
 
 /// The suite's version, from Cargo; every response carries it in `X-Version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -3,14 +3,16 @@
 //! side by side, so a process-global recorder would mix their counts.
 
 use axum::extract::{MatchedPath, State};
+use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::fmt::{self, Write};
 use std::sync::Arc;
 
 use crate::Health;
@@ -24,10 +26,50 @@ pub type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: MethodLabel,
     /// The route template (`/questions/{id}`), never the raw path: one series per route.
-    route: String,
+    route: RouteLabel,
     status: u16,
+}
+
+/// Label values that wrap what the request already holds: looking up a series on every
+/// request then allocates nothing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct MethodLabel(Method);
+
+impl EncodeLabelValue for MethodLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(self.0.as_str())
+    }
+}
+
+#[derive(Clone, Debug)]
+struct RouteLabel(Option<MatchedPath>);
+
+impl RouteLabel {
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("unmatched", MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for RouteLabel {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RouteLabel {}
+
+impl std::hash::Hash for RouteLabel {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
+        encoder.write_str(self.as_str())
+    }
 }
 
 /// What every service measures about the requests it serves.
@@ -82,14 +124,14 @@ impl HttpMetrics {
     /// Counts and times a finished request by method, route template and status.
     pub(crate) fn finish(
         &self,
-        method: &axum::http::Method,
-        route: Option<&MatchedPath>,
+        method: &Method,
+        route: Option<MatchedPath>,
         status: u16,
         elapsed: std::time::Duration,
     ) {
         let labels = RequestLabels {
-            method: method.to_string(),
-            route: route.map_or("unmatched", |r| r.as_str()).to_owned(),
+            method: MethodLabel(method.clone()),
+            route: RouteLabel(route),
             status,
         };
         self.requests.get_or_create(&labels).inc();

@@ -200,15 +200,15 @@ fn finish(shared: &Shared, record: Record, mut response: Response) -> Response {
     let status = response.status().as_u16();
     let elapsed = record.started.elapsed();
     if let Some(metrics) = &shared.metrics {
-        metrics.finish(&record.method, record.route.as_ref(), status, elapsed);
+        metrics.finish(&record.method, record.route, status, elapsed);
     }
-    telemetry::log_request(
-        &record.method,
-        record.uri.path(),
+    telemetry::log_request(telemetry::RequestLine {
+        method: &record.method,
+        path: record.uri.path(),
         status,
         elapsed,
-        record.client,
-        &record.id,
-    );
+        client: record.client,
+        id: &record.id,
+    });
     response
 }

@@ -24,6 +24,9 @@ struct Cli {
     questions_file: Option<PathBuf>,
 }
 
+#[global_allocator]
+static ALLOCATOR: kit::Allocator = kit::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -17,6 +17,9 @@ struct Cli {
     quotes_file: Option<PathBuf>,
 }
 
+#[global_allocator]
+static ALLOCATOR: kit::Allocator = kit::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -61,6 +61,57 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     }
 }
 
+/// Request lines are batched on their way to stdout: under concurrent load none may be lost,
+/// each must be a whole JSON object, and whatever is buffered must be out before the exit.
+#[tokio::test]
+async fn every_request_is_logged_as_one_json_line_before_exit() {
+    let mut quote = Process::start(QUOTE, &["--shutdown-delay", "0"]);
+    let url = quote.url();
+    let client = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for task in 0..16 {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let res = client
+                    .get(format!("{url}/quote"))
+                    .header("x-request-id", format!("t{task}-{i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    quote.signal("TERM");
+    assert_eq!(quote.wait(Duration::from_secs(10)).code(), Some(0));
+
+    let logs = quote.logs();
+    let events: Vec<serde_json::Value> = logs
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let mut ids: Vec<&str> = events
+        .iter()
+        .filter(|e| e["message"] == "request" && e["path"] == "/quote")
+        .inspect(|e| {
+            assert_eq!(e["method"], "GET");
+            assert_eq!(e["status"], 200);
+            assert_eq!(e["level"], "INFO");
+            assert!(e["latency_ms"].as_f64().is_some(), "{e}");
+            assert!(e["timestamp"].as_str().unwrap().ends_with('Z'), "{e}");
+        })
+        .map(|e| e["request_id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 16 * 50, "one line per request");
+    assert_eq!(events.last().unwrap()["message"], "stopped", "{logs:?}");
+}
+
 #[test]
 fn a_missing_tips_file_stops_the_start_with_a_message() {
     let err = Process::try_start(QUOTE, &["--quotes-file", "/nonexistent/tips.txt"])

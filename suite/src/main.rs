@@ -34,6 +34,9 @@ struct Cli {
     shutdown_delay: std::time::Duration,
 }
 
+#[global_allocator]
+static ALLOCATOR: kit::Allocator = kit::Allocator;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
