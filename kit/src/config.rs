@@ -55,7 +55,13 @@ pub struct ServerConfig {
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A connection that has not sent a complete request head for this long is closed
+    /// (slowloris, idle keep-alive); fixed, not a flag: tests shorten it.
+    #[arg(skip = HEADER_READ_TIMEOUT)]
+    pub header_read_timeout: Duration,
 }
+
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
@@ -77,6 +83,7 @@ impl ServerConfig {
             response_delay_jitter_ms: 0,
             fail_after: None,
             log_format: LogFormat::Text,
+            header_read_timeout: HEADER_READ_TIMEOUT,
         }
     }
 }

@@ -8,16 +8,19 @@
 //! - `--response-delay-ms` with `--response-delay-jitter-ms`: every application response waits
 //!   the delay plus a random extra up to the jitter.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use tower::{Layer, Service, ServiceExt};
 
 use crate::ServerConfig;
 
@@ -100,18 +103,84 @@ impl Faults {
     }
 }
 
-/// Delays, then fails on purpose when a drill says so; wraps application routes only.
-pub(crate) async fn apply(State(faults): State<Faults>, request: Request, next: Next) -> Response {
-    let inner = &faults.inner;
-    if !inner.delay.is_zero() || !inner.jitter.is_zero() {
-        let jitter_ms = inner.jitter.as_millis() as u64;
-        let extra = Duration::from_millis(fastrand::u64(0..=jitter_ms));
-        tokio::time::sleep(inner.delay + extra).await;
+/// Wraps application routes: delays, then fails on purpose when a drill says so. With no drill
+/// on (nearly always) a request passes straight through, with no boxing and no extra task state.
+impl<S> Layer<S> for Faults {
+    type Service = WithFaults<S>;
+
+    fn layer(&self, inner: S) -> WithFaults<S> {
+        WithFaults {
+            inner,
+            faults: self.clone(),
+        }
     }
-    if let Some(reason) = faults.failing() {
-        return (StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n")).into_response();
+}
+
+#[derive(Clone)]
+pub(crate) struct WithFaults<S> {
+    inner: S,
+    faults: Faults,
+}
+
+type Drill = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> Service<Request> for WithFaults<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = FaultsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
     }
-    next.run(request).await
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let inner = &self.faults.inner;
+        let delayed = !inner.delay.is_zero() || !inner.jitter.is_zero();
+        if !delayed && self.faults.failing().is_none() {
+            return FaultsFuture::Pass {
+                inner: self.inner.call(request),
+            };
+        }
+        let (faults, service) = (self.faults.clone(), self.inner.clone());
+        FaultsFuture::Drill {
+            drill: Box::pin(async move {
+                let inner = &faults.inner;
+                let jitter_ms = inner.jitter.as_millis() as u64;
+                let extra = Duration::from_millis(fastrand::u64(0..=jitter_ms));
+                tokio::time::sleep(inner.delay + extra).await;
+                match faults.failing() {
+                    Some(reason) => {
+                        Ok((StatusCode::INTERNAL_SERVER_ERROR, format!("{reason}\n"))
+                            .into_response())
+                    }
+                    None => service.oneshot(request).await,
+                }
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = FaultsProjection]
+    pub(crate) enum FaultsFuture<F> {
+        Pass { #[pin] inner: F },
+        Drill { drill: Drill },
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for FaultsFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            FaultsProjection::Pass { inner } => inner.poll(cx),
+            FaultsProjection::Drill { drill } => drill.as_mut().poll(cx),
+        }
+    }
 }
 
 async fn enable(State(faults): State<Faults>) -> &'static str {

@@ -8,6 +8,7 @@
 pub mod balancer;
 pub mod config;
 mod faults;
+mod header_timer;
 pub mod health;
 pub mod identity;
 mod log_sink;

@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
-use axum::middleware;
+
 use axum::routing::get;
 use axum_server::Handle;
 use axum_server::accept::Accept;
@@ -26,7 +26,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 
-use crate::faults::{self, Faults};
+use crate::faults::Faults;
+use crate::header_timer::HeaderTimer;
 use crate::metrics::{self, Exposition, HttpMetrics};
 use crate::observe::ObserveLayer;
 use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig};
@@ -105,10 +106,7 @@ impl App {
             health: health.clone(),
             http: http.clone(),
         };
-        let routes = routes.layer(middleware::from_fn_with_state(
-            faults.clone(),
-            faults::apply,
-        ));
+        let routes = routes.layer(faults.clone());
         let router = routes
             .merge(health.probe_routes())
             .route("/metrics", get(metrics::expose).with_state(exposition));
@@ -177,12 +175,18 @@ impl App {
         let admin = Handle::new();
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut servers = vec![
-            serve(self.main, self.router.clone(), main.clone())?,
-            serve(self.admin, self.admin_router, admin.clone())?,
+            serve(self.main, self.router.clone(), main.clone(), &self.config)?,
+            serve(self.admin, self.admin_router, admin.clone(), &self.config)?,
         ];
         #[cfg(feature = "tls")]
         if let Some((listener, tls)) = self.tls {
-            servers.push(serve_tls(listener, tls, self.router, main.clone())?);
+            servers.push(serve_tls(
+                listener,
+                tls,
+                self.router,
+                main.clone(),
+                &self.config,
+            )?);
         }
 
         shutdown.await;
@@ -294,11 +298,12 @@ fn serve(
     listener: std::net::TcpListener,
     router: Router,
     handle: Handle<SocketAddr>,
+    config: &ServerConfig,
 ) -> io::Result<JoinHandle<io::Result<()>>> {
     let mut server = axum_server::from_tcp(listener)?
         .acceptor(NoDelay)
         .handle(handle);
-    limit_request_heads(server.http_builder());
+    limit_request_heads(server.http_builder(), config.header_read_timeout);
     Ok(tokio::spawn(server.serve(
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )))
@@ -310,6 +315,7 @@ fn serve_tls(
     tls: Arc<rustls::ServerConfig>,
     router: Router,
     handle: Handle<SocketAddr>,
+    config: &ServerConfig,
 ) -> io::Result<JoinHandle<io::Result<()>>> {
     use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
     let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls))
@@ -318,7 +324,7 @@ fn serve_tls(
     let mut server = axum_server::from_tcp(listener)?
         .acceptor(acceptor)
         .handle(handle);
-    limit_request_heads(server.http_builder());
+    limit_request_heads(server.http_builder(), config.header_read_timeout);
     // Handlers that print URLs need to know the request came over TLS.
     let router = router.layer(axum::Extension(crate::Tls));
     Ok(tokio::spawn(server.serve(
@@ -327,15 +333,17 @@ fn serve_tls(
 }
 
 /// 431 for request heads over [`HEADER_LIMIT`]; a client that sends no complete head within
-/// 10 s is disconnected, so idle half-open connections cannot pile up.
+/// the header-read timeout (10 s) is disconnected, so idle and half-open connections cannot pile
+/// up.
 fn limit_request_heads(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    header_read_timeout: Duration,
 ) {
     builder
         .http1()
         .max_buf_size(HEADER_LIMIT)
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+        .timer(HeaderTimer::start())
+        .header_read_timeout(header_read_timeout);
 }
 
 fn with_common_layers(

@@ -116,6 +116,56 @@ async fn oversized_bodies_get_413_and_oversized_headers_431() {
     app.stop().await.unwrap();
 }
 
+/// Slowloris: a client that never finishes its request head is disconnected once the
+/// header-read timeout has passed, while a connection that keeps sending requests stays open.
+#[tokio::test]
+async fn a_client_that_never_finishes_its_head_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = start_with(ServerConfig {
+        header_read_timeout: Duration::from_millis(1500),
+        ..ServerConfig::ephemeral()
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], app.addr.port()));
+
+    let mut busy = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = Instant::now();
+    slow.write_all(b"GET /client HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let closed = tokio::spawn(async move {
+        let mut rest = Vec::new();
+        let _ = slow.read_to_end(&mut rest).await;
+        started.elapsed()
+    });
+    // Requests every 400 ms: the busy connection is never idle for the whole timeout.
+    for _ in 0..8 {
+        busy.write_all(b"GET /client HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = [0u8; 1024];
+        let n = busy.read(&mut answer).await.unwrap();
+        assert!(
+            answer[..n].starts_with(b"HTTP/1.1 200"),
+            "the busy connection still answers"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let after = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the slow connection is closed")
+        .unwrap();
+    assert!(
+        after >= Duration::from_millis(1500),
+        "closed early: {after:?}"
+    );
+    assert!(
+        after < Duration::from_millis(4000),
+        "closed late: {after:?}"
+    );
+    app.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn slow_requests_time_out_with_503() {
     let app = start_with(ServerConfig {

@@ -1,0 +1,150 @@
+//! The clock behind hyper's header-read timeout: a connection that has not sent a complete
+//! request head within the timeout (slowloris, or a client idling on a keep-alive connection)
+//! is closed.
+//!
+//! hyper starts that timeout for every request, and a timer of the runtime costs two trips
+//! through its timer wheel per request — a twentieth of quote's CPU time. This one keeps one
+//! entry per waiting connection (keyed by its task's waker) in a map that a ticker sweeps once a
+//! second, so a request costs one map update and the timeout fires within a second after the
+//! deadline — precise enough for a limit counted in seconds.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use hyper::rt::{Sleep, Timer};
+
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Clone)]
+pub(crate) struct HeaderTimer {
+    waiting: Arc<Waiting>,
+}
+
+/// Connections waiting for a deadline, by the address of their task.
+type Waiting = Mutex<HashMap<usize, (Instant, Waker)>>;
+
+impl HeaderTimer {
+    /// Starts the ticker on the current runtime; it ends when the last clone is dropped.
+    pub(crate) fn start() -> Self {
+        let waiting = Arc::new(Mutex::new(HashMap::new()));
+        tokio::spawn(tick(Arc::downgrade(&waiting)));
+        HeaderTimer { waiting }
+    }
+}
+
+async fn tick(waiting: Weak<Waiting>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(waiting) = waiting.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        let mut due = Vec::new();
+        lock(&waiting).retain(|_, (deadline, waker)| match *deadline <= now {
+            true => {
+                due.push(waker.clone());
+                false
+            }
+            false => true,
+        });
+        // Woken outside the lock. A connection that has since read its head, or closed, is
+        // woken for nothing and carries on.
+        due.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl Timer for HeaderTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Sleep>> {
+        self.sleep_until(Instant::now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
+        Box::pin(Deadline {
+            deadline,
+            waiting: self.waiting.clone(),
+        })
+    }
+}
+
+struct Deadline {
+    deadline: Instant,
+    waiting: Arc<Waiting>,
+}
+
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        let waker = cx.waker();
+        // One entry per task, with the earliest deadline it waits for: a deadline left from an
+        // earlier request wakes the task once for nothing, after which it registers again.
+        let key = waker.data() as usize;
+        let mut waiting = lock(&self.waiting);
+        match waiting.get_mut(&key) {
+            Some((deadline, known)) => {
+                *deadline = (*deadline).min(self.deadline);
+                if !known.will_wake(waker) {
+                    known.clone_from(waker);
+                }
+            }
+            None => {
+                waiting.insert(key, (self.deadline, waker.clone()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl Sleep for Deadline {}
+
+fn lock(waiting: &Waiting) -> std::sync::MutexGuard<'_, HashMap<usize, (Instant, Waker)>> {
+    // The map holds deadlines and wakers only; a panic elsewhere cannot leave it inconsistent.
+    waiting.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_deadline_fires_within_a_tick_and_not_before() {
+        let timer = HeaderTimer::start();
+        let started = Instant::now();
+        timer.sleep(Duration::from_millis(300)).await;
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        assert!(waited < Duration::from_millis(300) + TICK * 2, "{waited:?}");
+        assert!(
+            lock(&timer.waiting).is_empty(),
+            "the sweep removed the entry"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_task_keeps_one_entry_with_its_earliest_deadline() {
+        let timer = HeaderTimer::start();
+        let first = timer.sleep(Duration::from_secs(30));
+        let second = timer.sleep(Duration::from_secs(60));
+        let (mut first, mut second) = (first, second);
+        std::future::poll_fn(|cx| {
+            assert!(first.as_mut().poll(cx).is_pending());
+            assert!(second.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        let waiting = lock(&timer.waiting);
+        assert_eq!(waiting.len(), 1);
+        let (deadline, _) = waiting.values().next().unwrap();
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(left > Duration::from_secs(20) && left <= Duration::from_secs(30));
+    }
+}
