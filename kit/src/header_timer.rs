@@ -5,11 +5,12 @@
 //! hyper starts that timeout for every request, and a timer of the runtime costs two trips
 //! through its timer wheel per request — a twentieth of quote's CPU time. This one keeps one
 //! entry per waiting connection (keyed by its task's waker) in a map that a ticker sweeps once a
-//! second, so a request costs one map update and the timeout fires within a second after the
-//! deadline — precise enough for a limit counted in seconds.
+//! second: a request costs two map updates (the wait begins, the head arrives), and the timeout
+//! fires within a second after the deadline — precise enough for a limit counted in seconds.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
@@ -25,12 +26,33 @@ pub(crate) struct HeaderTimer {
 }
 
 /// Connections waiting for a deadline, by the address of their task.
-type Waiting = Mutex<HashMap<usize, (Instant, Waker)>>;
+type Waiting = Mutex<HashMap<usize, (Instant, Waker), BuildHasherDefault<AddressHasher>>>;
+
+/// Task addresses are distinct and attacker-independent: one multiplication spreads them over
+/// the table, where SipHash cost more than the rest of the map update.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8 | u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        self.0 = (address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 impl HeaderTimer {
     /// Starts the ticker on the current runtime; it ends when the last clone is dropped.
     pub(crate) fn start() -> Self {
-        let waiting = Arc::new(Mutex::new(HashMap::new()));
+        let waiting = Arc::new(Mutex::new(HashMap::default()));
         tokio::spawn(tick(Arc::downgrade(&waiting)));
         HeaderTimer { waiting }
     }
@@ -53,8 +75,7 @@ async fn tick(waiting: Weak<Waiting>) {
             }
             false => true,
         });
-        // Woken outside the lock. A connection that has since read its head, or closed, is
-        // woken for nothing and carries on.
+        // Woken outside the lock.
         due.into_iter().for_each(Waker::wake);
     }
 }
@@ -68,6 +89,7 @@ impl Timer for HeaderTimer {
         Box::pin(Deadline {
             deadline,
             waiting: self.waiting.clone(),
+            registered: None,
         })
     }
 }
@@ -75,23 +97,24 @@ impl Timer for HeaderTimer {
 struct Deadline {
     deadline: Instant,
     waiting: Arc<Waiting>,
+    /// The task this deadline is registered for, once polled.
+    registered: Option<usize>,
 }
 
 impl Future for Deadline {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if Instant::now() >= self.deadline {
             return Poll::Ready(());
         }
         let waker = cx.waker();
-        // One entry per task, with the earliest deadline it waits for: a deadline left from an
-        // earlier request wakes the task once for nothing, after which it registers again.
+        // One entry per task (hyper has one header read pending per connection at a time).
         let key = waker.data() as usize;
         let mut waiting = lock(&self.waiting);
         match waiting.get_mut(&key) {
             Some((deadline, known)) => {
-                *deadline = (*deadline).min(self.deadline);
+                *deadline = self.deadline;
                 if !known.will_wake(waker) {
                     known.clone_from(waker);
                 }
@@ -100,13 +123,33 @@ impl Future for Deadline {
                 waiting.insert(key, (self.deadline, waker.clone()));
             }
         }
+        drop(waiting);
+        self.registered = Some(key);
         Poll::Pending
+    }
+}
+
+/// A head that arrived, or a closed connection, takes its entry out: the map holds only
+/// connections still waiting, and no waker keeps a finished connection's task in memory.
+impl Drop for Deadline {
+    fn drop(&mut self) {
+        let Some(key) = self.registered else { return };
+        let mut waiting = lock(&self.waiting);
+        if waiting
+            .get(&key)
+            .is_some_and(|(deadline, _)| *deadline == self.deadline)
+        {
+            waiting.remove(&key);
+        }
     }
 }
 
 impl Sleep for Deadline {}
 
-fn lock(waiting: &Waiting) -> std::sync::MutexGuard<'_, HashMap<usize, (Instant, Waker)>> {
+fn lock(
+    waiting: &Waiting,
+) -> std::sync::MutexGuard<'_, HashMap<usize, (Instant, Waker), BuildHasherDefault<AddressHasher>>>
+{
     // The map holds deadlines and wakers only; a panic elsewhere cannot leave it inconsistent.
     waiting.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -130,21 +173,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_task_keeps_one_entry_with_its_earliest_deadline() {
+    async fn a_task_keeps_one_entry_until_its_deadline_is_dropped() {
         let timer = HeaderTimer::start();
-        let first = timer.sleep(Duration::from_secs(30));
-        let second = timer.sleep(Duration::from_secs(60));
-        let (mut first, mut second) = (first, second);
+        let mut first = timer.sleep(Duration::from_secs(30));
+        let mut second = timer.sleep(Duration::from_secs(60));
         std::future::poll_fn(|cx| {
             assert!(first.as_mut().poll(cx).is_pending());
             assert!(second.as_mut().poll(cx).is_pending());
             Poll::Ready(())
         })
         .await;
-        let waiting = lock(&timer.waiting);
-        assert_eq!(waiting.len(), 1);
-        let (deadline, _) = waiting.values().next().unwrap();
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(left > Duration::from_secs(20) && left <= Duration::from_secs(30));
+        assert_eq!(lock(&timer.waiting).len(), 1);
+        drop(first);
+        assert_eq!(lock(&timer.waiting).len(), 1, "the entry is the second's");
+        drop(second);
+        assert!(lock(&timer.waiting).is_empty());
     }
 }

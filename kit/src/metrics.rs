@@ -79,7 +79,27 @@ pub(crate) struct HttpMetrics {
     latency: HistogramFamily<RequestLabels>,
     in_flight: Gauge,
     ready: Gauge,
+    /// Tells this app's series apart from another app's in the same process (tests, the suite).
+    app: usize,
 }
+
+/// A label set's counter and histogram, as a thread last looked them up.
+struct Series {
+    app: usize,
+    labels: RequestLabels,
+    requests: Counter,
+    latency: Histogram,
+}
+
+thread_local! {
+    /// Looking a series up in its family hashes the labels under the family's lock, twice per
+    /// request; a service answers on a handful of series, which each thread keeps at hand.
+    static SERIES: std::cell::RefCell<Vec<Series>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// More distinct series than this per thread (a scan of odd paths, say) are looked up in the
+/// families each time instead.
+const SERIES_PER_THREAD: usize = 32;
 
 impl HttpMetrics {
     pub(crate) fn register(registry: &mut Registry) -> Self {
@@ -88,6 +108,11 @@ impl HttpMetrics {
             latency: HistogramFamily::new_with_constructor(latency_histogram),
             in_flight: Gauge::default(),
             ready: Gauge::default(),
+            app: {
+                static APPS: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                APPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         };
         registry.register(
             "http_requests",
@@ -134,10 +159,31 @@ impl HttpMetrics {
             route: RouteLabel(route),
             status,
         };
-        self.requests.get_or_create(&labels).inc();
-        self.latency
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        SERIES.with(|series| {
+            let mut series = series.borrow_mut();
+            if let Some(known) = series
+                .iter()
+                .find(|s| s.app == self.app && s.labels == labels)
+            {
+                known.requests.inc();
+                known.latency.observe(seconds);
+                return;
+            }
+            let requests = self.requests.get_or_create_owned(&labels);
+            let latency = self.latency.get_or_create_owned(&labels);
+            requests.inc();
+            latency.observe(seconds);
+            if series.len() < SERIES_PER_THREAD {
+                let app = self.app;
+                series.push(Series {
+                    app,
+                    labels,
+                    requests,
+                    latency,
+                });
+            }
+        });
     }
 }
 

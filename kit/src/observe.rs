@@ -101,15 +101,12 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
+        // Handlers read it from `request_id::current()`, not from the request's headers.
         let id = match request.headers().get(request_id::HEADER) {
             Some(id) => id.clone(),
-            None => {
-                let id = request_id::make();
-                request.headers_mut().insert(request_id::HEADER, id.clone());
-                id
-            }
+            None => request_id::make(),
         };
         let client = ClientIp::from_extensions(request.extensions());
         let record = Record {
@@ -193,6 +190,8 @@ fn timed_out(timeout: Duration) -> Response {
 /// that sent it), returns the id, counts and logs.
 fn finish(shared: &Shared, record: Record, mut response: Response) -> Response {
     let headers = response.headers_mut();
+    // Room for all at once, rather than growing the map on the way.
+    headers.reserve(shared.identity_headers.len() + 1);
     for (name, value) in &shared.identity_headers {
         headers.insert(name, value.clone());
     }
