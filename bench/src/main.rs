@@ -54,7 +54,11 @@ fn main() -> ExitCode {
 
     let mut report = Report::new(args.smoke, duration, connections);
     report.startups = measure_startups(scratch.path(), if args.smoke { 1 } else { 5 });
-    run_load(&mut report, scratch.path(), duration, connections);
+    let warm_up = match args.smoke {
+        true => Duration::ZERO,
+        false => Duration::from_secs(2),
+    };
+    run_load(&mut report, scratch.path(), duration, connections, warm_up);
 
     let out = args.out.unwrap_or_else(|| match args.smoke {
         true => workspace().join("target/bench-smoke.md"),
@@ -175,6 +179,9 @@ struct Load<'a> {
     scratch: &'a Path,
     duration: Duration,
     connections: u32,
+    /// Unmeasured load first, so that no side is measured with cold caches, allocator pages
+    /// still to fault in or backend connections still to open.
+    warm_up: Duration,
 }
 
 /// Runs one load scenario, watching the memory and CPU of `watch`.
@@ -186,6 +193,11 @@ fn scenario(
     post: Option<wrk::Post>,
     watch: &[&Proc],
 ) -> wrk::Summary {
+    // Writes are not warmed up: every answer the load generator saw acknowledged is checked
+    // against the database.
+    if post.is_none() && !load.warm_up.is_zero() {
+        wrk::run(&url, load.connections, load.warm_up, None, load.scratch);
+    }
     let stop = AtomicBool::new(false);
     let cpu_before: Vec<f64> = watch.iter().map(|p| p.cpu_seconds()).collect();
     let (summary, peaks) = std::thread::scope(|s| {
@@ -218,7 +230,13 @@ fn scenario(
     summary
 }
 
-fn run_load(report: &mut Report, scratch: &Path, duration: Duration, connections: u32) {
+fn run_load(
+    report: &mut Report,
+    scratch: &Path,
+    duration: Duration,
+    connections: u32,
+    warm_up: Duration,
+) {
     let start = |name: &str, program: &str, args: Vec<String>, port: u16, ready: &str| {
         Proc::start(name, &binary(program), &args, port, ready).0
     };
@@ -297,6 +315,7 @@ fn run_load(report: &mut Report, scratch: &Path, duration: Duration, connections
         scratch,
         duration,
         connections,
+        warm_up,
     };
     let run =
         |report: &mut Report, name: &str, url: String, post: Option<wrk::Post>, watch: &[&Proc]| {

@@ -210,9 +210,13 @@ impl Report {
         let _ = writeln!(m, "- Machine: {}", machine());
         let _ = writeln!(
             m,
-            "- Load: wrk, 2 threads, {} connections, {} s per scenario, on loopback; the load generator, the services and the baselines share the machine's cores\n",
+            "- Load: wrk, 2 threads, {} connections, {} s per scenario{}, on loopback; the load generator, the services and the baselines share the machine's cores\n",
             self.connections,
-            self.duration.as_secs()
+            self.duration.as_secs(),
+            match self.smoke {
+                true => "",
+                false => " after 2 s of unmeasured load (all but the durable writes)",
+            }
         );
 
         let _ = writeln!(m, "## Scenarios\n");

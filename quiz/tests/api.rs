@@ -341,7 +341,7 @@ async fn the_database_is_durable_by_its_pragmas() {
         quiz::StoreMetrics::unregistered(),
     )
     .unwrap();
-    let (journal, synchronous) = store
+    let (journal, synchronous, checkpoint) = store
         .inspect(|conn| {
             let journal: String = conn
                 .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -349,12 +349,17 @@ async fn the_database_is_durable_by_its_pragmas() {
             let sync: i64 = conn
                 .pragma_query_value(None, "synchronous", |r| r.get(0))
                 .unwrap();
-            (journal, sync)
+            let checkpoint: i64 = conn
+                .pragma_query_value(None, "wal_autocheckpoint", |r| r.get(0))
+                .unwrap();
+            (journal, sync, checkpoint)
         })
         .await
         .unwrap();
     assert_eq!(journal, "wal");
     assert_eq!(synchronous, 2, "synchronous=FULL");
+    // Held back while the start-up writes went unsynced, back once answers can arrive.
+    assert_eq!(checkpoint, 1000, "automatic checkpoints");
 }
 
 #[tokio::test]

@@ -34,18 +34,18 @@ struct QuoteJson<'a> {
 }
 
 async fn quote(State(state): State<AppState>, WantsJson(json): WantsJson) -> Response {
-    let tip = state.tips.random();
-    if json {
-        return Json(QuoteJson {
-            quote: &tip,
-            pod: &state.identity.pod_name,
-            node: &state.identity.node_name,
-        })
-        .into_response();
-    }
-    (
-        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{tip}\n"),
-    )
-        .into_response()
+    state.tips.with_random(|tip| {
+        if json {
+            return Json(QuoteJson {
+                quote: tip,
+                pod: &state.identity.pod_name,
+                node: &state.identity.node_name,
+            })
+            .into_response();
+        }
+        let mut line = String::with_capacity(tip.len() + 1);
+        line.push_str(tip);
+        line.push('\n');
+        ([(CONTENT_TYPE, "text/plain; charset=utf-8")], line).into_response()
+    })
 }

@@ -5,7 +5,9 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 const BUNDLED: &str = include_str!("../tips.txt");
@@ -24,9 +26,10 @@ pub enum TipsError {
     Empty { path: PathBuf },
 }
 
-/// The current set of tips, replaced whole on reload.
+/// The current set of tips, replaced whole on reload. Reading it writes to no shared memory
+/// (arc-swap), so worker threads picking tips at once do not contend for a lock's cache line.
 pub struct Tips {
-    current: RwLock<Arc<[Arc<str>]>>,
+    current: ArcSwap<Vec<Arc<str>>>,
 }
 
 impl Tips {
@@ -42,18 +45,19 @@ impl Tips {
 
     fn new(tips: Vec<Arc<str>>) -> Self {
         Tips {
-            current: RwLock::new(tips.into()),
+            current: ArcSwap::from_pointee(tips),
         }
     }
 
-    /// A tip picked uniformly at random. Never empty: every set holds at least one tip.
-    pub fn random(&self) -> Arc<str> {
-        let tips = self.snapshot();
-        tips[fastrand::usize(..tips.len())].clone()
+    /// `f` applied to a tip picked uniformly at random. Never empty: every set holds at least
+    /// one tip.
+    pub fn with_random<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        let tips = self.current.load();
+        f(&tips[fastrand::usize(..tips.len())])
     }
 
     pub fn len(&self) -> usize {
-        self.snapshot().len()
+        self.current.load().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -61,15 +65,11 @@ impl Tips {
     }
 
     pub fn all(&self) -> Vec<Arc<str>> {
-        self.snapshot().to_vec()
-    }
-
-    fn snapshot(&self) -> Arc<[Arc<str>]> {
-        self.current.read().expect("tips lock").clone()
+        self.current.load().to_vec()
     }
 
     fn replace(&self, tips: Vec<Arc<str>>) {
-        *self.current.write().expect("tips lock") = tips.into();
+        self.current.store(Arc::new(tips));
     }
 }
 
