@@ -4,9 +4,11 @@
 //!
 //! hyper starts that timeout for every request, and a timer of the runtime costs two trips
 //! through its timer wheel per request — a twentieth of quote's CPU time. This one keeps one
-//! entry per waiting connection (keyed by its task's waker) in a map that a ticker sweeps once a
-//! second: a request costs two map updates (the wait begins, the head arrives), and the timeout
-//! fires within a second after the deadline — precise enough for a limit counted in seconds.
+//! entry per waiting connection (keyed by its task's waker) in small maps that a ticker sweeps
+//! once a second: a request costs two map updates (the wait begins, the head arrives), and the
+//! timeout fires within a second after the deadline — precise enough for a limit counted in
+//! seconds. Each thread registers in a map of its own, so worker threads never wait for each
+//! other's lock or pull its memory across cores.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,13 +22,38 @@ use hyper::rt::{Sleep, Timer};
 
 const TICK: Duration = Duration::from_secs(1);
 
+/// Maps per timer; threads beyond this many share them.
+const SHARDS: usize = 8;
+
 #[derive(Clone)]
 pub(crate) struct HeaderTimer {
-    waiting: Arc<Waiting>,
+    waiting: Arc<[Shard; SHARDS]>,
 }
 
 /// Connections waiting for a deadline, by the address of their task.
-type Waiting = Mutex<HashMap<usize, (Instant, Waker), BuildHasherDefault<AddressHasher>>>;
+type Waiting = HashMap<usize, (Instant, Waker), BuildHasherDefault<AddressHasher>>;
+
+/// On a cache line of its own: the shards of two threads must not share one.
+#[repr(align(128))]
+#[derive(Default)]
+struct Shard(Mutex<Waiting>);
+
+impl Shard {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        // Deadlines and wakers only; a panic elsewhere cannot leave the map inconsistent.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The shard this thread registers in.
+fn this_threads_shard() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|shard| *shard)
+}
 
 /// Task addresses are distinct and attacker-independent: one multiplication spreads them over
 /// the table, where SipHash cost more than the rest of the map update.
@@ -52,13 +79,13 @@ impl Hasher for AddressHasher {
 impl HeaderTimer {
     /// Starts the ticker on the current runtime; it ends when the last clone is dropped.
     pub(crate) fn start() -> Self {
-        let waiting = Arc::new(Mutex::new(HashMap::default()));
+        let waiting: Arc<[Shard; SHARDS]> = Arc::new(Default::default());
         tokio::spawn(tick(Arc::downgrade(&waiting)));
         HeaderTimer { waiting }
     }
 }
 
-async fn tick(waiting: Weak<Waiting>) {
+async fn tick(waiting: Weak<[Shard; SHARDS]>) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -68,13 +95,17 @@ async fn tick(waiting: Weak<Waiting>) {
         };
         let now = Instant::now();
         let mut due = Vec::new();
-        lock(&waiting).retain(|_, (deadline, waker)| match *deadline <= now {
-            true => {
-                due.push(waker.clone());
-                false
-            }
-            false => true,
-        });
+        for shard in waiting.iter() {
+            shard
+                .lock()
+                .retain(|_, (deadline, waker)| match *deadline <= now {
+                    true => {
+                        due.push(waker.clone());
+                        false
+                    }
+                    false => true,
+                });
+        }
         // Woken outside the lock.
         due.into_iter().for_each(Waker::wake);
     }
@@ -96,9 +127,9 @@ impl Timer for HeaderTimer {
 
 struct Deadline {
     deadline: Instant,
-    waiting: Arc<Waiting>,
-    /// The task this deadline is registered for, once polled.
-    registered: Option<usize>,
+    waiting: Arc<[Shard; SHARDS]>,
+    /// Where this deadline is registered (shard, task), once polled.
+    registered: Option<(usize, usize)>,
 }
 
 impl Future for Deadline {
@@ -111,7 +142,12 @@ impl Future for Deadline {
         let waker = cx.waker();
         // One entry per task (hyper has one header read pending per connection at a time).
         let key = waker.data() as usize;
-        let mut waiting = lock(&self.waiting);
+        let shard = this_threads_shard();
+        if let Some((before, _)) = self.registered.filter(|&(before, _)| before != shard) {
+            // The task moved to another thread since it last waited here.
+            self.waiting[before].lock().remove(&key);
+        }
+        let mut waiting = self.waiting[shard].lock();
         match waiting.get_mut(&key) {
             Some((deadline, known)) => {
                 *deadline = self.deadline;
@@ -124,7 +160,7 @@ impl Future for Deadline {
             }
         }
         drop(waiting);
-        self.registered = Some(key);
+        self.registered = Some((shard, key));
         Poll::Pending
     }
 }
@@ -133,8 +169,10 @@ impl Future for Deadline {
 /// connections still waiting, and no waker keeps a finished connection's task in memory.
 impl Drop for Deadline {
     fn drop(&mut self) {
-        let Some(key) = self.registered else { return };
-        let mut waiting = lock(&self.waiting);
+        let Some((shard, key)) = self.registered else {
+            return;
+        };
+        let mut waiting = self.waiting[shard].lock();
         if waiting
             .get(&key)
             .is_some_and(|(deadline, _)| *deadline == self.deadline)
@@ -146,17 +184,13 @@ impl Drop for Deadline {
 
 impl Sleep for Deadline {}
 
-fn lock(
-    waiting: &Waiting,
-) -> std::sync::MutexGuard<'_, HashMap<usize, (Instant, Waker), BuildHasherDefault<AddressHasher>>>
-{
-    // The map holds deadlines and wakers only; a panic elsewhere cannot leave it inconsistent.
-    waiting.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entries(timer: &HeaderTimer) -> usize {
+        timer.waiting.iter().map(|shard| shard.lock().len()).sum()
+    }
 
     #[tokio::test]
     async fn a_deadline_fires_within_a_tick_and_not_before() {
@@ -166,10 +200,7 @@ mod tests {
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(300), "{waited:?}");
         assert!(waited < Duration::from_millis(300) + TICK * 2, "{waited:?}");
-        assert!(
-            lock(&timer.waiting).is_empty(),
-            "the sweep removed the entry"
-        );
+        assert_eq!(entries(&timer), 0, "the sweep removed the entry");
     }
 
     #[tokio::test]
@@ -183,10 +214,10 @@ mod tests {
             Poll::Ready(())
         })
         .await;
-        assert_eq!(lock(&timer.waiting).len(), 1);
+        assert_eq!(entries(&timer), 1);
         drop(first);
-        assert_eq!(lock(&timer.waiting).len(), 1, "the entry is the second's");
+        assert_eq!(entries(&timer), 1, "the entry is the second's");
         drop(second);
-        assert!(lock(&timer.waiting).is_empty());
+        assert_eq!(entries(&timer), 0);
     }
 }

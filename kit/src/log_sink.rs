@@ -108,7 +108,11 @@ impl Sink {
         drop(waiting);
         if full {
             self.flush();
-        } else if !self.pending.swap(true, Ordering::AcqRel) {
+        } else if !self.pending.load(Ordering::Relaxed)
+            && !self.pending.swap(true, Ordering::AcqRel)
+        {
+            // Read first: under load the flag is nearly always set already, and a swap would
+            // pull its cache line from the other cores on every line.
             self.writer.unpark();
         }
     }

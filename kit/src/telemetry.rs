@@ -261,9 +261,16 @@ enum Quoting {
 /// A quoted string; anything but printable ASCII without quotes and backslashes goes through
 /// the general escaping. Request ids and paths are almost always plain.
 fn push_quoted(out: &mut Vec<u8>, bytes: &[u8], quoting: Quoting) {
-    let plain = bytes
-        .iter()
-        .all(|&b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+    const PLAIN: [bool; 256] = {
+        let mut plain = [false; 256];
+        let mut b = b' ';
+        while b <= b'~' {
+            plain[b as usize] = b != b'"' && b != b'\\';
+            b += 1;
+        }
+        plain
+    };
+    let plain = bytes.iter().all(|&b| PLAIN[usize::from(b)]);
     if plain {
         out.push(b'"');
         out.extend_from_slice(bytes);
