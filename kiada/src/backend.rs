@@ -10,6 +10,7 @@
 
 use std::error::Error as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -139,8 +140,13 @@ impl Service {
 #[derive(Clone)]
 pub struct BackendMetrics {
     calls: Family<CallLabels, Counter>,
+    /// Series of `calls` made so far (an upper bound: two threads may make the same one).
+    series: Arc<AtomicUsize>,
     seconds: kit::metrics::HistogramFamily<ServiceLabel>,
 }
+
+/// Distinct (service, outcome, pod) series at most; see [`BackendMetrics::count`].
+const MAX_CALL_SERIES: usize = 500;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -159,6 +165,7 @@ impl BackendMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let metrics = BackendMetrics {
             calls: Family::default(),
+            series: Arc::new(AtomicUsize::new(0)),
             seconds: kit::metrics::HistogramFamily::new_with_constructor(
                 kit::metrics::latency_histogram,
             ),
@@ -188,12 +195,21 @@ impl BackendMetrics {
         pod: Option<&str>,
         elapsed: Duration,
     ) {
-        let labels = CallLabels {
+        let mut labels = CallLabels {
             service: service.name(),
             outcome: outcome.map_or_else(FailureKind::label, |()| "ok".into()),
             pod: pod.unwrap_or("none").to_owned(),
         };
-        self.calls.get_or_create(&labels).inc();
+        // The pod name comes from the backend's header: past a number of series no real set
+        // of replicas reaches, further names are counted as `other`, so a misbehaving backend
+        // cannot grow /metrics without bound.
+        let known = self.calls.get(&labels).map(|calls| calls.inc()).is_some();
+        if !known {
+            if self.series.fetch_add(1, Ordering::Relaxed) >= MAX_CALL_SERIES {
+                labels.pod = "other".to_owned();
+            }
+            self.calls.get_or_create(&labels).inc();
+        }
         let service = ServiceLabel {
             service: service.name(),
         };
@@ -364,15 +380,11 @@ impl Backends {
                 let (pod, pod_ip) = pod_of(res.headers());
                 let status = res.status();
                 let content_type = res.headers().get("content-type").cloned();
-                let result = res
-                    .bytes()
-                    .await
-                    .map_err(|e| classify(&e))
-                    .map(|body| Relayed {
-                        status,
-                        content_type,
-                        body,
-                    });
+                let result = read_body(res).await.map(|body| Relayed {
+                    status,
+                    content_type,
+                    body,
+                });
                 (pod, pod_ip, result)
             }
             Err(e) => (None, None, Err(classify(&e))),
@@ -445,8 +457,8 @@ async fn call<T>(
         Ok(res) => {
             let (pod, pod_ip) = pod_of(res.headers());
             let status = res.status();
-            let result = match res.bytes().await {
-                Err(e) => Err(classify(&e)),
+            let result = match read_body(res).await {
+                Err(e) => Err(e),
                 Ok(body) if !status.is_success() => Err(BackendError {
                     kind: FailureKind::Status(status.as_u16()),
                     message: error_message(status, &body),
@@ -463,6 +475,41 @@ async fn call<T>(
         pod_ip,
         elapsed: started.elapsed(),
     }
+}
+
+/// Most kiada reads of a backend's answer; a tip or a question is a few hundred bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The body of a backend's answer, refused as an invalid response past [`BODY_LIMIT`] (declared
+/// or counted as it arrives), so that a wrong or hostile backend cannot fill kiada's memory.
+pub async fn read_body(mut res: reqwest::Response) -> Result<axum::body::Bytes, BackendError> {
+    let too_large = || BackendError::invalid(format!("a body over {BODY_LIMIT} bytes"));
+    if res.content_length().is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    async fn chunk(res: &mut reqwest::Response) -> Result<Option<axum::body::Bytes>, BackendError> {
+        res.chunk().await.map_err(|e| classify(&e))
+    }
+    // Most answers arrive in one chunk, kept as it is; more are gathered.
+    let Some(first) = chunk(&mut res).await? else {
+        return Ok(axum::body::Bytes::new());
+    };
+    if first.len() > BODY_LIMIT {
+        return Err(too_large());
+    }
+    let Some(second) = chunk(&mut res).await? else {
+        return Ok(first);
+    };
+    let mut body = Vec::with_capacity(first.len() + second.len());
+    body.extend_from_slice(&first);
+    body.extend_from_slice(&second);
+    while body.len() <= BODY_LIMIT {
+        match chunk(&mut res).await? {
+            Some(more) => body.extend_from_slice(&more),
+            None => return Ok(body.into()),
+        }
+    }
+    Err(too_large())
 }
 
 /// The backend's own explanation: the `error` field of a JSON body (as quiz sends), else the

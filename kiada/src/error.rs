@@ -15,6 +15,13 @@ pub enum Error {
     BadRequest(String),
     #[error("a lab run is already in progress on this pod; try again when it ends")]
     LabBusy,
+    #[error(
+        "the labs may open {} new backend connections at once and {} more each second; \
+         this run needs {needed}: try again in {retry_after_s} s",
+        crate::lab::CONNECTION_BURST,
+        crate::lab::CONNECTIONS_PER_SECOND
+    )]
+    LabRate { needed: u32, retry_after_s: u64 },
     /// A backend failed while relaying for the page's script.
     #[error("the {} service failed: {}", service.name(), error.message)]
     Proxy {
@@ -42,6 +49,12 @@ impl IntoResponse for Error {
         match &self {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, format!("{self}\n")).into_response(),
             Error::LabBusy => (StatusCode::TOO_MANY_REQUESTS, format!("{self}\n")).into_response(),
+            Error::LabRate { retry_after_s, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(axum::http::header::RETRY_AFTER, retry_after_s.to_string())],
+                format!("{self}\n"),
+            )
+                .into_response(),
             Error::Backend { error, .. } => {
                 (gateway_status(error), format!("ERROR: {self}\n")).into_response()
             }

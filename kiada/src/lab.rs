@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -12,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use kit::negotiate::WantsJson;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Service, classify, pod_of, with_request_id};
+use crate::backend::{Service, classify, pod_of, read_body, with_request_id};
 use crate::{AppState, Error};
 
 pub const MAX_CALLS: usize = 100;
@@ -36,6 +38,66 @@ struct Spread {
     pods: BTreeMap<String, usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_error: Option<String>,
+}
+
+/// New backend connections the labs may open in a burst, and how many more each second: one
+/// full spread run at once, then one every five seconds, so that repeated runs cannot pile up
+/// thousands of sockets in TIME_WAIT on the pod.
+pub const CONNECTION_BURST: u32 = 100;
+pub const CONNECTIONS_PER_SECOND: u32 = 20;
+
+/// What keeps the labs from turning kiada into a load generator: one run at a time per pod,
+/// and a shared budget of new backend connections (a token bucket).
+pub struct Limits {
+    busy: AtomicBool,
+    budget: Mutex<Budget>,
+}
+
+struct Budget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Limits {
+    pub fn new() -> Self {
+        Limits {
+            busy: AtomicBool::new(false),
+            budget: Mutex::new(Budget {
+                tokens: f64::from(CONNECTION_BURST),
+                at: Instant::now(),
+            }),
+        }
+    }
+
+    /// Starts a run that may open up to `connections` new connections, or says why not.
+    fn start(&self, connections: u32) -> Result<Running<'_>, Error> {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return Err(Error::LabBusy);
+        }
+        let running = Running(&self.busy);
+        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill =
+            now.duration_since(budget.at).as_secs_f64() * f64::from(CONNECTIONS_PER_SECOND);
+        budget.tokens = (budget.tokens + refill).min(f64::from(CONNECTION_BURST));
+        budget.at = now;
+        let needed = f64::from(connections);
+        if budget.tokens < needed {
+            let wait = (needed - budget.tokens) / f64::from(CONNECTIONS_PER_SECOND);
+            return Err(Error::LabRate {
+                needed: connections,
+                retry_after_s: wait.ceil() as u64,
+            });
+        }
+        budget.tokens -= needed;
+        Ok(running)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Lets one lab run at a time use the pod; released on drop.
@@ -70,10 +132,9 @@ pub async fn spread(
             )));
         }
     };
-    if state.lab_busy.swap(true, Ordering::Acquire) {
-        return Err(Error::LabBusy);
-    }
-    let _running = Running(&state.lab_busy);
+    // A reused connection is one new connection (reconnects aside); otherwise one per call.
+    let connections = if reuse { 1 } else { n as u32 };
+    let _running = state.labs.start(connections)?;
 
     let url = match service {
         Service::Quote => state.backends.quote_url().to_owned(),
@@ -96,7 +157,7 @@ pub async fn spread(
                 let pod = pod_of(res.headers())
                     .0
                     .unwrap_or_else(|| "(no X-Pod-Name)".into());
-                let _ = res.bytes().await;
+                let _ = read_body(res).await;
                 *result.pods.entry(pod).or_default() += 1;
             }
             Err(e) => {

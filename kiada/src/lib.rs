@@ -13,7 +13,6 @@ pub mod status;
 pub mod tls;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub use backend::Backends;
@@ -77,8 +76,8 @@ pub struct AppState {
     pub backends: Backends,
     pub identity: Arc<kit::Identity>,
     pub status: Status,
-    /// Set while a spread lab runs.
-    pub lab_busy: Arc<AtomicBool>,
+    /// What bounds the labs: one run at a time, a budget of new backend connections.
+    pub labs: Arc<lab::Limits>,
 }
 
 /// Binds the listeners (HTTPS too, unless disabled). Readiness does not depend on the
@@ -100,10 +99,11 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         backends,
         identity: Arc::new(config.identity.clone()),
         status: config.status.clone(),
-        lab_busy: Arc::new(AtomicBool::new(false)),
+        labs: Arc::new(lab::Limits::new()),
     };
     let service = kit::Service {
         metrics,
+        errors: kit::ErrorFormat::JsonUnder("/proxy/"),
         ..kit::Service::new("kiada", routes::router(state))
     };
     let mut app = kit::App::bind(&config.server, &config.identity, service)?;

@@ -1,7 +1,7 @@
 //! HTTP routes of kiada: the pages, answering, the proxy for the page's script, the lab.
 
 use axum::body::Bytes;
-use axum::extract::rejection::FormRejection;
+use axum::extract::rejection::{BytesRejection, FormRejection};
 use axum::extract::{Form, FromRequestParts, Path, State};
 use axum::http::header::{CONTENT_TYPE, LOCATION};
 use axum::http::request::Parts;
@@ -50,7 +50,25 @@ async fn text_page(State(state): State<AppState>, visit: Visit) -> Response {
 }
 
 async fn html_page(State(state): State<AppState>, visit: Visit) -> Response {
-    Html(gather(&state, visit).await.html()).into_response()
+    html(StatusCode::OK, gather(&state, visit).await.html())
+}
+
+/// An HTML page with the headers that keep it from being framed or made to run anything but
+/// our own script and stylesheet.
+pub fn html(status: StatusCode, body: String) -> Response {
+    const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+        img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+        frame-ancestors 'none'; base-uri 'none'";
+    (
+        status,
+        [
+            (HeaderName::from_static("content-security-policy"), CSP),
+            (HeaderName::from_static("x-frame-options"), "DENY"),
+            (HeaderName::from_static("referrer-policy"), "no-referrer"),
+        ],
+        Html(body),
+    )
+        .into_response()
 }
 
 async fn api_page(State(state): State<AppState>, visit: Visit) -> Response {
@@ -77,10 +95,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Visit {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
+        // The client's words go into commands the page prints: only a well-formed host is
+        // taken, anything else is replaced.
         let host = text("host")
             .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+            .filter(|h| is_host(h))
             .unwrap_or_else(|| "localhost".into());
-        let scheme = if parts.extensions.get::<kit::Tls>().is_some() {
+        let scheme = if parts
+            .extensions
+            .get::<kit::Connection>()
+            .is_some_and(|c| c.tls)
+        {
             "https"
         } else {
             "http"
@@ -91,6 +116,31 @@ impl<S: Send + Sync> FromRequestParts<S> for Visit {
             origin: format!("{scheme}://{host}"),
         })
     }
+}
+
+/// A host name or IP address, with an optional port: `[A-Za-z0-9.-]` labels, or an IPv6
+/// address in brackets.
+fn is_host(authority: &str) -> bool {
+    // (host, port digits); an IPv6 address is checked by parsing it.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, rest)) if v6.parse::<std::net::Ipv6Addr>().is_ok() => {
+                match rest.strip_prefix(':') {
+                    Some(port) => ("v6", port),
+                    None if rest.is_empty() => ("v6", "80"),
+                    None => return false,
+                }
+            }
+            _ => return false,
+        },
+        None => authority.split_once(':').unwrap_or((authority, "80")),
+    };
+    (1..=5).contains(&port.len())
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && (1..=253).contains(&host.len())
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
 }
 
 /// Calls both backends at once; each has its own timeout, so one slow backend costs the page
@@ -174,7 +224,15 @@ async fn form_answer(
         };
         let body =
             askama::Template::render(&html).unwrap_or_else(|e| format!("template error: {e}"));
-        (status, Html(body)).into_response()
+        self::html(status, body)
+    };
+    let form = match form {
+        // A body of unknown length over the limit; a declared one never reaches the handler.
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let message = format!("The request body is larger than {} bytes", kit::BODY_LIMIT);
+            return page(StatusCode::PAYLOAD_TOO_LARGE, None, Err(message), "no pod");
+        }
+        form => form,
     };
     let parsed = form.map_err(|e| e.body_text()).and_then(|Form(f)| {
         let id: u32 = parse_number("questionId", &f.question_id).map_err(|e| e.to_string())?;
@@ -239,8 +297,15 @@ async fn proxy_answer(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => {
+            let error = serde_json::json!({ "error": e.body_text() });
+            return (e.status(), Json(error)).into_response();
+        }
+    };
     // Only digits go into the forwarded path: a decoded `..%2F` must not reach other routes.
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
         let error = serde_json::json!({"error": format!("question id must be a positive integer, got '{id}'")});

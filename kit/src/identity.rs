@@ -106,6 +106,9 @@ impl ClientIp {
     /// Every listener of ours records the peer; a router driven without one (a unit test
     /// calling it directly) reports the unspecified address rather than failing the request.
     pub(crate) fn from_extensions(extensions: &axum::http::Extensions) -> Self {
+        if let Some(connection) = extensions.get::<crate::Connection>() {
+            return ClientIp::from_socket(connection.peer);
+        }
         extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| ClientIp::from_socket(*addr))

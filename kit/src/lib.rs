@@ -8,6 +8,7 @@
 pub mod balancer;
 pub mod config;
 mod faults;
+pub mod file;
 mod header_timer;
 pub mod health;
 pub mod identity;
@@ -25,7 +26,7 @@ pub use balancer::Balancer;
 pub use config::{LogFormat, ServerConfig};
 pub use health::Health;
 pub use identity::{ClientIp, Identity, IdentityArgs};
-pub use server::{App, Error, Running, Service, main_with, shutdown_signal};
+pub use server::{App, Connection, Error, Running, Service, main_with, shutdown_signal};
 
 /// The allocator every binary installs (`#[global_allocator]`): request handling allocates and
 /// frees small blocks on one thread and another, which glibc's malloc serialises on arena locks;
@@ -34,10 +35,6 @@ pub use mimalloc::MiMalloc as Allocator;
 
 /// The suite's version, from Cargo; every response carries it in `X-Version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// Present in the extensions of requests that arrived over TLS.
-#[derive(Clone, Copy, Debug)]
-pub struct Tls;
 
 /// Largest request body any service accepts; bigger ones get 413.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -50,4 +47,38 @@ pub async fn not_found(uri: axum::http::Uri) -> (axum::http::StatusCode, String)
         axum::http::StatusCode::NOT_FOUND,
         format!("Not found: {}\n", uri.path()),
     )
+}
+
+/// How a service words the errors the shared layers answer for it (a body over the limit, a
+/// request past its timeout): a line of text for curl, or the `{"error": "…"}` JSON an API
+/// promises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ErrorFormat {
+    #[default]
+    Text,
+    Json,
+    /// JSON for paths under this prefix, text elsewhere (kiada's proxy routes).
+    JsonUnder(&'static str),
+}
+
+impl ErrorFormat {
+    pub fn response(
+        self,
+        path: &str,
+        status: axum::http::StatusCode,
+        message: String,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let json = match self {
+            ErrorFormat::Text => false,
+            ErrorFormat::Json => true,
+            ErrorFormat::JsonUnder(prefix) => path.starts_with(prefix),
+        };
+        if json {
+            let body = serde_json::json!({ "error": message });
+            (status, axum::Json(body)).into_response()
+        } else {
+            (status, format!("{message}\n")).into_response()
+        }
+    }
 }

@@ -34,12 +34,32 @@ struct RequestLabels {
 
 /// Label values that wrap what the request already holds: looking up a series on every
 /// request then allocates nothing.
+///
+/// Only the standard methods are kept (`None` is `other`): hyper accepts any token as a method,
+/// and a label per made-up method would let a client grow `/metrics` without bound.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct MethodLabel(Method);
+struct MethodLabel(Option<Method>);
+
+impl MethodLabel {
+    fn of(method: &Method) -> Self {
+        match *method {
+            Method::GET
+            | Method::HEAD
+            | Method::POST
+            | Method::PUT
+            | Method::DELETE
+            | Method::PATCH
+            | Method::OPTIONS
+            | Method::CONNECT
+            | Method::TRACE => MethodLabel(Some(method.clone())),
+            _ => MethodLabel(None),
+        }
+    }
+}
 
 impl EncodeLabelValue for MethodLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        encoder.write_str(self.0.as_str())
+        encoder.write_str(self.0.as_ref().map_or("other", Method::as_str))
     }
 }
 
@@ -155,7 +175,7 @@ impl HttpMetrics {
         elapsed: std::time::Duration,
     ) {
         let labels = RequestLabels {
-            method: MethodLabel(method.clone()),
+            method: MethodLabel::of(method),
             route: RouteLabel(route),
             status,
         };

@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Sleep;
 use tower::{Layer, Service};
 
 use crate::identity::ClientIp;
 use crate::metrics::{HttpMetrics, InFlight};
-use crate::{Identity, request_id, telemetry};
+use crate::{BODY_LIMIT, ErrorFormat, Identity, request_id, telemetry};
 
 /// Wraps a router's routes with [`Observe`].
 #[derive(Clone)]
@@ -34,8 +34,9 @@ pub(crate) struct ObserveLayer {
 struct Shared {
     /// The admin listener has no metrics of its own.
     metrics: Option<HttpMetrics>,
-    identity_headers: [(HeaderName, HeaderValue); 4],
+    identity_headers: [(HeaderName, HeaderValue); 5],
     timeout: Duration,
+    errors: ErrorFormat,
 }
 
 impl ObserveLayer {
@@ -43,11 +44,13 @@ impl ObserveLayer {
         identity: &Identity,
         timeout: Duration,
         metrics: Option<HttpMetrics>,
+        errors: ErrorFormat,
     ) -> Self {
         let shared = Shared {
             metrics,
             identity_headers: identity_headers(identity),
             timeout,
+            errors,
         };
         ObserveLayer {
             shared: Arc::new(shared),
@@ -55,8 +58,9 @@ impl ObserveLayer {
     }
 }
 
-/// The headers naming this pod, made once.
-fn identity_headers(identity: &Identity) -> [(HeaderName, HeaderValue); 4] {
+/// The headers naming this pod, made once; and `nosniff`, so that no browser takes a text
+/// answer echoing a path for HTML.
+fn identity_headers(identity: &Identity) -> [(HeaderName, HeaderValue); 5] {
     let value = |v: &str| HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("invalid"));
     [
         (
@@ -69,6 +73,10 @@ fn identity_headers(identity: &Identity) -> [(HeaderName, HeaderValue); 4] {
             value(&identity.node_name),
         ),
         (HeaderName::from_static("x-version"), value(crate::VERSION)),
+        (
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ),
     ]
 }
 
@@ -105,8 +113,8 @@ where
         let started = Instant::now();
         // Handlers read it from `request_id::current()`, not from the request's headers.
         let id = match request.headers().get(request_id::HEADER) {
-            Some(id) => id.clone(),
-            None => request_id::make(),
+            Some(id) if request_id::is_acceptable(id) => id.clone(),
+            _ => request_id::make(),
         };
         let client = ClientIp::from_extensions(request.extensions());
         let record = Record {
@@ -119,9 +127,27 @@ where
             _in_flight: self.shared.metrics.as_ref().map(HttpMetrics::start),
             id: id.clone(),
         };
+        // A declared body over the limit is refused before any handler runs, whether or not
+        // the route reads bodies; a body of unknown length meets the same limit as it is read.
+        if declared_length(&request).is_some_and(|n| n > BODY_LIMIT as u64) {
+            let message = format!("The request body is larger than {BODY_LIMIT} bytes");
+            let response = self.shared.errors.response(
+                record.uri.path(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                message,
+            );
+            return ObserveFuture {
+                inner: None,
+                early: Some(response),
+                deadline: None,
+                record: Some(record),
+                shared: self.shared.clone(),
+            };
+        }
         let inner = request_id::scope_sync(id.clone(), || self.inner.call(request));
         ObserveFuture {
-            inner: request_id::scope_future(id, inner),
+            inner: Some(request_id::scope_future(id, inner)),
+            early: None,
             deadline: None,
             record: Some(record),
             shared: self.shared.clone(),
@@ -144,7 +170,9 @@ struct Record {
 pin_project_lite::pin_project! {
     pub(crate) struct ObserveFuture<F> {
         #[pin]
-        inner: TaskLocalFuture<HeaderValue, F>,
+        inner: Option<TaskLocalFuture<HeaderValue, F>>,
+        // The answer, when it was decided before calling the handler.
+        early: Option<Response>,
         #[pin]
         deadline: Option<Sleep>,
         record: Option<Record>,
@@ -160,7 +188,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let response = match this.inner.poll(cx) {
+        let polled = match (this.inner.as_pin_mut(), this.early.take()) {
+            (Some(inner), _) => inner.poll(cx),
+            (None, early) => Poll::Ready(Ok(early.expect("polled after completion"))),
+        };
+        let response = match polled {
             Poll::Ready(Ok(response)) => response,
             Poll::Pending => {
                 let record = this.record.as_ref().expect("polled after completion");
@@ -170,7 +202,7 @@ where
                 }
                 let deadline = this.deadline.as_pin_mut().expect("armed above");
                 ready!(deadline.poll(cx));
-                timed_out(this.shared.timeout)
+                timed_out(this.shared.errors, record.uri.path(), this.shared.timeout)
             }
         };
         let record = this.record.take().expect("polled after completion");
@@ -178,12 +210,23 @@ where
     }
 }
 
-fn timed_out(timeout: Duration) -> Response {
+fn timed_out(errors: ErrorFormat, path: &str, timeout: Duration) -> Response {
     let message = format!(
-        "The request took longer than the request timeout ({} s) and was abandoned\n",
+        "The request took longer than the request timeout ({} s) and was abandoned",
         timeout.as_secs_f64()
     );
-    (StatusCode::SERVICE_UNAVAILABLE, message).into_response()
+    errors.response(path, StatusCode::SERVICE_UNAVAILABLE, message)
+}
+
+/// The request's `Content-Length`, when it declares one.
+fn declared_length(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Names the pod (overriding, so that a response relayed from another pod still names the pod

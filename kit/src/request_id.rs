@@ -28,6 +28,19 @@ pub(crate) fn scope_sync<R>(id: HeaderValue, f: impl FnOnce() -> R) -> R {
     CURRENT.sync_scope(id, f)
 }
 
+/// Longest id taken from a request.
+pub const MAX_LEN: usize = 128;
+
+/// Whether a client's id is kept: 1 to [`MAX_LEN`] characters of `A-Z a-z 0-9 . _ -`. Anything
+/// else is replaced by a new id rather than echoed, forwarded and logged.
+pub(crate) fn is_acceptable(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    (1..=MAX_LEN).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// A new id: 128 random bits as 32 hex digits.
 pub(crate) fn make() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -38,4 +51,21 @@ pub(crate) fn make() -> HeaderValue {
         bits >>= 4;
     }
     HeaderValue::from_bytes(&id).expect("hex digits are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_short_printable_ids_are_kept() {
+        let ok = |s: &str| is_acceptable(&HeaderValue::from_str(s).unwrap());
+        assert!(ok("abc-123_X.y"));
+        assert!(ok(&"a".repeat(MAX_LEN)));
+        assert!(!ok(&"a".repeat(MAX_LEN + 1)));
+        assert!(!ok(""));
+        assert!(!ok("a b"));
+        assert!(!ok("<script>"));
+        assert!(is_acceptable(&make()));
+    }
 }

@@ -137,6 +137,17 @@ impl Process {
         }
     }
 
+    /// The most memory the process has held so far (its peak resident set), in kilobytes.
+    pub fn peak_rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the process is running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+
     /// Every line the process printed so far, stdout and stderr.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()

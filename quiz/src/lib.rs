@@ -5,6 +5,7 @@ mod error;
 pub mod questions;
 pub mod routes;
 pub mod store;
+mod yaml;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -114,6 +115,7 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
     };
     let service = kit::Service {
         metrics,
+        errors: kit::ErrorFormat::Json,
         ..kit::Service::new("quiz", routes::router(state))
     };
     service.health.add_check("database", move || {

@@ -27,11 +27,8 @@ pub struct Question {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuestionsError {
-    #[error("cannot read questions file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("questions file: {0}")]
+    Read(#[from] kit::file::FileError),
     #[error("questions file {path} is not valid {format}: {message}")]
     Parse {
         path: PathBuf,
@@ -51,10 +48,7 @@ pub fn bundled() -> Vec<Question> {
 
 /// Reads and validates a questions file: JSON when it ends in `.json`, YAML otherwise.
 pub fn from_file(path: &Path) -> Result<Vec<Question>, QuestionsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| QuestionsError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = kit::file::read_text(path, kit::file::MAX_FILE_SIZE)?;
     let parse_error = |format, message: String| QuestionsError::Parse {
         path: path.to_owned(),
         format,
@@ -63,6 +57,8 @@ pub fn from_file(path: &Path) -> Result<Vec<Question>, QuestionsError> {
     let questions: Vec<Question> = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|e| parse_error("JSON", e.to_string()))?
     } else {
+        // Aliases and deep nesting are refused before serde_yaml_ng builds anything.
+        crate::yaml::check(&text).map_err(|e| parse_error("YAML", e.to_string()))?;
         serde_yaml_ng::from_str(&text).map_err(|e| parse_error("YAML", e.to_string()))?
     };
     validate(&questions).map_err(|problem| QuestionsError::Invalid {

@@ -1,7 +1,8 @@
 //! HTTP routes of the quiz service. Every error is JSON; see `error.rs`.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -55,9 +56,8 @@ async fn random_question(State(state): State<AppState>) -> Response {
 
 async fn question(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    QuestionId(id): QuestionId,
 ) -> Result<Response, Error> {
-    let id = parse_id(&id)?;
     let q = state.questions.get(id).ok_or(Error::QuestionNotFound(id))?;
     Ok(Json(QuestionView::from(q)).into_response())
 }
@@ -90,10 +90,9 @@ struct AnswerResponse {
 
 async fn answer(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    QuestionId(id): QuestionId,
     body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
 ) -> Result<Json<AnswerResponse>, Error> {
-    let id = parse_id(&id)?;
     let request = AnswerRequest::from_object(body?.0)?;
     if request.question_id != i64::from(id) {
         return Err(Error::BadRequest(format!(
@@ -133,9 +132,8 @@ async fn answer(
 
 async fn question_stats(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    QuestionId(id): QuestionId,
 ) -> Result<Json<QuestionStats>, Error> {
-    let id = parse_id(&id)?;
     let stats = state
         .store
         .question_stats(id)
@@ -167,6 +165,21 @@ async fn stats(State(state): State<AppState>) -> Result<Json<Totals>, Error> {
         correct_ratio: (answer_count > 0).then(|| correct_count as f64 / answer_count as f64),
         questions,
     }))
+}
+
+/// The `{id}` of a question's path. A path that does not decode (`%ff`) is the client's
+/// mistake too, said in JSON like every other.
+struct QuestionId(u32);
+
+impl<S: Send + Sync> FromRequestParts<S> for QuestionId {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::BadRequest(format!("invalid path: {}", e.body_text())))?;
+        parse_id(&raw).map(QuestionId)
+    }
 }
 
 fn parse_id(raw: &str) -> Result<u32, Error> {

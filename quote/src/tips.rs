@@ -17,11 +17,8 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TipsError {
-    #[error("cannot read tips file {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("tips file: {0}")]
+    Read(#[from] kit::file::FileError),
     #[error("tips file {path} holds no tips (separate tips with lines holding only %)")]
     Empty { path: PathBuf },
 }
@@ -97,10 +94,7 @@ fn push_entry(tips: &mut Vec<Arc<str>>, entry: &mut String) {
 }
 
 fn read(path: &Path) -> Result<Vec<Arc<str>>, TipsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TipsError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = kit::file::read_text(path, kit::file::MAX_FILE_SIZE)?;
     let tips = parse(&text);
     if tips.is_empty() {
         return Err(TipsError::Empty {

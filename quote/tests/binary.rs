@@ -158,3 +158,116 @@ fn a_bad_flag_value_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("mkfifo runs");
+    assert!(status.success());
+}
+
+/// A FIFO, a device, a directory or a file over 1 MiB is refused at once with a message, not
+/// waited on or read until memory runs out.
+#[test]
+fn tips_files_that_are_not_small_regular_files_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let huge = dir.path().join("huge.txt");
+    std::fs::write(&huge, "A tip.\n%\n".repeat(200_000)).unwrap();
+    for (path, says) in [
+        (fifo.as_path(), "a FIFO"),
+        (std::path::Path::new("/dev/zero"), "a device"),
+        (dir.path(), "a directory"),
+        (huge.as_path(), "larger than 1048576 bytes"),
+    ] {
+        let started = std::time::Instant::now();
+        let (status, logs) = Process::try_start(QUOTE, &["--quotes-file", path.to_str().unwrap()])
+            .err()
+            .expect("quote refuses to start");
+        assert!(started.elapsed() < Duration::from_secs(5), "{path:?}");
+        assert_eq!(status.and_then(|s| s.code()), Some(1));
+        let logs = logs.join("\n");
+        assert!(logs.contains(says), "{path:?}: {logs}");
+    }
+}
+
+/// A tips file swapped for a FIFO while quote runs: the reload refuses it, the old tips stay,
+/// readiness holds, and SIGTERM still ends the process.
+#[tokio::test]
+async fn a_tips_file_swapped_for_a_fifo_neither_stalls_nor_holds_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tips.txt");
+    std::fs::write(&file, "The first tip\n").unwrap();
+    let mut quote = Process::start(
+        QUOTE,
+        &[
+            "--quotes-file",
+            file.to_str().unwrap(),
+            "--shutdown-delay",
+            "0",
+        ],
+    );
+    std::fs::remove_file(&file).unwrap();
+    mkfifo(&file);
+    // The file is checked every 2 s.
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while !quote.logs().join("\n").contains("a FIFO") {
+        assert!(std::time::Instant::now() < deadline, "{:?}", quote.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tip = reqwest::get(format!("{}/quote", quote.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(tip, "The first tip\n");
+    let ready = reqwest::get(format!("{}/healthz/ready", quote.url()))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    quote.signal("TERM");
+    assert_eq!(quote.wait(Duration::from_secs(10)).code(), Some(0));
+}
+
+/// Thousands of made-up methods: one `other` series, a small /metrics, bounded memory.
+#[tokio::test]
+async fn a_flood_of_made_up_methods_leaves_metrics_small() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let quote = Process::start(QUOTE, &[]);
+    let mut stream = tokio::net::TcpStream::connect(quote.addr).await.unwrap();
+    let (mut read, mut write) = stream.split();
+    let sender = async {
+        for i in 0..2000 {
+            let method = format!("M{i:05}X{}", "Y".repeat(200));
+            let request = format!("{method} /quote HTTP/1.1\r\nHost: x\r\n\r\n");
+            write.write_all(request.as_bytes()).await.unwrap();
+        }
+        write
+            .write_all(b"GET /quote HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+    };
+    let mut answers = Vec::new();
+    let (_, read_result) = tokio::join!(sender, read.read_to_end(&mut answers));
+    read_result.unwrap();
+    let answers = String::from_utf8_lossy(&answers);
+    assert_eq!(answers.matches("HTTP/1.1 405").count(), 2000);
+
+    let metrics = reqwest::get(format!("{}/metrics", quote.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains(r#"method="other""#), "{metrics}");
+    assert!(
+        metrics.len() < 16 * 1024,
+        "/metrics is {} bytes",
+        metrics.len()
+    );
+    let peak = quote.peak_rss_kb();
+    assert!(peak < 40 * 1024, "peak RSS {peak} kB");
+}

@@ -208,22 +208,18 @@ pub async fn https_get(
         .unwrap()
 }
 
-fn https_get_blocking(
-    port: u16,
-    path: &str,
-    root_pem: Option<&str>,
-) -> (String, rustls::ProtocolVersion) {
-    use std::io::{Read, Write};
+/// A TLS client that trusts exactly `root_pem`, or any certificate (as `curl -k`).
+pub fn client_config(root_pem: Option<&str>) -> rustls::ClientConfig {
     use std::sync::Arc;
 
+    use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap();
-    let config = match root_pem {
+    match root_pem {
         Some(pem) => {
             let mut roots = rustls::RootCertStore::empty();
             roots
@@ -235,7 +231,20 @@ fn https_get_blocking(
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
             .with_no_client_auth(),
-    };
+    }
+}
+
+fn https_get_blocking(
+    port: u16,
+    path: &str,
+    root_pem: Option<&str>,
+) -> (String, rustls::ProtocolVersion) {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    use rustls::pki_types::ServerName;
+
+    let config = client_config(root_pem);
     let name = ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();

@@ -17,11 +17,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 
 use axum::routing::get;
-use axum_server::Handle;
-use axum_server::accept::Accept;
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
 use prometheus_client::registry::Registry;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
@@ -31,6 +30,12 @@ use crate::header_timer::HeaderTimer;
 use crate::metrics::{self, Exposition, HttpMetrics};
 use crate::observe::ObserveLayer;
 use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig};
+
+mod admin;
+mod conn;
+
+pub use conn::Connection;
+use conn::{Shared, Transport, accept_loop};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -47,6 +52,8 @@ pub struct Service {
     pub health: Health,
     /// The service's own metrics; the shared HTTP metrics are added to it.
     pub metrics: Registry,
+    /// How the shared layers word the errors they answer on this service's behalf.
+    pub errors: crate::ErrorFormat,
 }
 
 impl Service {
@@ -56,6 +63,7 @@ impl Service {
             routes,
             health: Health::new(),
             metrics: Registry::default(),
+            errors: crate::ErrorFormat::Text,
         }
     }
 }
@@ -94,6 +102,7 @@ impl App {
             routes,
             health,
             mut metrics,
+            errors,
         } = service;
         let faults = Faults::new(config);
         if faults.has_fail_after() {
@@ -110,12 +119,18 @@ impl App {
         let router = routes
             .merge(health.probe_routes())
             .route("/metrics", get(metrics::expose).with_state(exposition));
-        let router = with_common_layers(router, config, identity, Some(http));
+        let router = with_common_layers(router, config, identity, Some(http), errors);
+        let admin_router = health
+            .admin_routes()
+            .merge(faults.admin_routes())
+            .fallback(crate::not_found)
+            .layer(axum::middleware::from_fn(admin::guard));
         let admin_router = with_common_layers(
-            health.admin_routes().merge(faults.admin_routes()),
+            admin_router,
             config,
             identity,
             None,
+            crate::ErrorFormat::Text,
         );
         Ok(App {
             main,
@@ -171,21 +186,24 @@ impl App {
             }
             None => tracing::info!(service = %self.name, %addr, %admin_addr, "listening"),
         }
-        let main = Handle::new();
-        let admin = Handle::new();
+        // The main and TLS listeners share one set of connections; the admin port has its own,
+        // so that draining the application's connections never waits on an operator's.
+        let builder = http_builder(self.config.header_read_timeout);
+        let main = Shared::new(builder.clone(), self.config.header_read_timeout);
+        let admin = Shared::new(builder, self.config.header_read_timeout);
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut servers = vec![
-            serve(self.main, self.router.clone(), main.clone(), &self.config)?,
-            serve(self.admin, self.admin_router, admin.clone(), &self.config)?,
+            spawn_accept(self.main, self.router.clone(), Transport::Plain, &main)?,
+            spawn_accept(self.admin, self.admin_router, Transport::Plain, &admin)?,
         ];
         #[cfg(feature = "tls")]
         if let Some((listener, tls)) = self.tls {
-            servers.push(serve_tls(
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            servers.push(spawn_accept(
                 listener,
-                tls,
                 self.router,
-                main.clone(),
-                &self.config,
+                Transport::Tls(acceptor),
+                &main,
             )?);
         }
 
@@ -202,14 +220,13 @@ impl App {
         let drain = self.config.drain_timeout;
         tracing::info!(
             service = %self.name,
-            open_connections = main.connection_count(),
+            open_connections = main.open_connections(),
             drain_timeout_s = drain.as_secs_f64(),
             "closing listeners; waiting for in-flight requests"
         );
-        main.graceful_shutdown(Some(drain));
-        admin.graceful_shutdown(Some(drain));
+        tokio::join!(main.drain(drain), admin.drain(drain));
         for server in servers {
-            server.await.map_err(io::Error::other)??;
+            server.await.map_err(io::Error::other)?;
         }
         tracing::info!(service = %self.name, "stopped");
         Ok(())
@@ -294,59 +311,37 @@ pub async fn shutdown_signal() {
     tracing::info!(signal = name, "signal received");
 }
 
-fn serve(
+fn spawn_accept(
     listener: std::net::TcpListener,
     router: Router,
-    handle: Handle<SocketAddr>,
-    config: &ServerConfig,
-) -> io::Result<JoinHandle<io::Result<()>>> {
-    let mut server = axum_server::from_tcp(listener)?
-        .acceptor(NoDelay)
-        .handle(handle);
-    configure_http1(server.http_builder(), config.header_read_timeout);
-    Ok(tokio::spawn(server.serve(
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+    transport: Transport,
+    shared: &Arc<Shared>,
+) -> io::Result<JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    Ok(tokio::spawn(accept_loop(
+        listener,
+        router,
+        transport,
+        shared.clone(),
     )))
 }
 
-#[cfg(feature = "tls")]
-fn serve_tls(
-    listener: std::net::TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    router: Router,
-    handle: Handle<SocketAddr>,
-    config: &ServerConfig,
-) -> io::Result<JoinHandle<io::Result<()>>> {
-    use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
-    let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls))
-        .handshake_timeout(Duration::from_secs(10))
-        .acceptor(NoDelay);
-    let mut server = axum_server::from_tcp(listener)?
-        .acceptor(acceptor)
-        .handle(handle);
-    configure_http1(server.http_builder(), config.header_read_timeout);
-    // Handlers that print URLs need to know the request came over TLS.
-    let router = router.layer(axum::Extension(crate::Tls));
-    Ok(tokio::spawn(server.serve(
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )))
-}
-
-/// HTTP/1: 431 for request heads over [`HEADER_LIMIT`]; a client that sends no complete head
-/// within the header-read timeout (10 s) is disconnected, so idle and half-open connections
-/// cannot pile up.
-fn configure_http1(
-    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-    header_read_timeout: Duration,
-) {
+/// HTTP/1 and HTTP/2 (h2c, or negotiated by ALPN over TLS) on every port. HTTP/1: 431 for
+/// request heads over [`HEADER_LIMIT`], and a connection that sends no complete head within the
+/// header-read timeout is closed; HTTP/2 has the same head limit. The rest of the connection
+/// deadlines are in [`conn`].
+fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .max_buf_size(HEADER_LIMIT)
         // Headers and a small body leave in one write(2): cheaper than a vectored write for
-        // the few hundred bytes these services answer with (5 % more requests per second).
+        // the few hundred bytes these services answer with.
         .writev(false)
         .timer(HeaderTimer::start())
         .header_read_timeout(header_read_timeout);
+    builder.http2().max_header_list_size(HEADER_LIMIT as u32);
+    builder
 }
 
 fn with_common_layers(
@@ -354,12 +349,18 @@ fn with_common_layers(
     config: &ServerConfig,
     identity: &Identity,
     metrics: Option<HttpMetrics>,
+    errors: crate::ErrorFormat,
 ) -> Router {
     router
         .method_not_allowed_fallback(method_not_allowed)
         .layer(
             ServiceBuilder::new()
-                .layer(ObserveLayer::new(identity, config.request_timeout, metrics))
+                .layer(ObserveLayer::new(
+                    identity,
+                    config.request_timeout,
+                    metrics,
+                    errors,
+                ))
                 // Enforced by the body extractors, so that a service's own rejection handling can
                 // answer 413 in its own format (quiz answers JSON).
                 .layer(DefaultBodyLimit::max(BODY_LIMIT)),
@@ -401,19 +402,4 @@ fn bind_listener(addr: SocketAddr, domain: Domain) -> io::Result<std::net::TcpLi
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     Ok(socket.into())
-}
-
-/// Disables Nagle's algorithm on accepted connections: responses are small and latency matters.
-#[derive(Clone, Copy)]
-struct NoDelay;
-
-impl<S: Send + 'static> Accept<TcpStream, S> for NoDelay {
-    type Stream = TcpStream;
-    type Service = S;
-    type Future = std::future::Ready<io::Result<(TcpStream, S)>>;
-
-    fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let _ = stream.set_nodelay(true);
-        std::future::ready(Ok((stream, service)))
-    }
 }

@@ -1,10 +1,8 @@
 //! Metrics, request ids, the version header and the fault drills, through real HTTP.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use kit::ServerConfig;
 use reqwest::StatusCode;
 

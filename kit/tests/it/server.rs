@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 use kit::{App, Identity, ServerConfig, Service};
 use reqwest::StatusCode;
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn listens_on_ipv4_and_ipv6_and_reports_ipv4_clients_plainly() {

@@ -1,5 +1,4 @@
 //! An app with a few test routes, on free ports.
-#![allow(dead_code)]
 
 use std::time::Duration;
 

@@ -1,0 +1,177 @@
+//! What a hostile client or backend can try against kiada: silent TLS connections, the labs
+//! as a connection generator, huge backend answers, bodies on any route, a forged Host header.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use kiada::TlsConfig;
+use serde_json::Value;
+use support::*;
+
+#[tokio::test]
+async fn tls_connections_without_a_request_are_closed() {
+    let s = healthy().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&format!("{}/quote", s.quote.url), &s.quiz.url);
+    config.server.header_read_timeout = Duration::from_millis(1000);
+    config.tls = Some(TlsConfig {
+        port: 0,
+        cert: dir.path().join("tls.crt"),
+        key: dir.path().join("tls.key"),
+    });
+    let kiada = start(config).await;
+    let port = kiada.tls_addr.unwrap().port();
+
+    // No handshake at all, and a handshake followed by silence.
+    let silent = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = Instant::now();
+        let mut sink = Vec::new();
+        tcp.read_to_end(&mut sink).expect("closed, not timed out");
+        started.elapsed()
+    });
+    let handshaken = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut conn =
+            rustls::ClientConnection::new(std::sync::Arc::new(client_config(None)), name).unwrap();
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let started = Instant::now();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).unwrap();
+        }
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        let mut sink = Vec::new();
+        // A close without close_notify is an error to rustls; either way it is closed.
+        let result = tls.read_to_end(&mut sink);
+        if let Err(e) = &result {
+            assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "still open");
+        }
+        started.elapsed()
+    });
+    for (what, after) in [
+        ("silent", silent.await.unwrap()),
+        ("after the handshake", handshaken.await.unwrap()),
+    ] {
+        assert!(
+            after >= Duration::from_millis(900) && after < Duration::from_millis(3000),
+            "{what}: closed after {after:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_labs_have_a_budget_of_new_connections() {
+    let s = healthy().await;
+    let url = s.kiada.url();
+    let first = fetch(format!("{url}/lab/spread?n=100&connection=new"), "*/*").await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let second = fetch(format!("{url}/lab/spread?n=100&connection=new"), "*/*").await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = second.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=5).contains(&retry), "retry after {retry}");
+    let message = second.text().await.unwrap();
+    assert!(
+        message.contains("100 new backend connections at once and 20 more each second"),
+        "{message}"
+    );
+    // One reused connection fits again a moment later (20 new connections a second).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let reuse = fetch(format!("{url}/lab/spread?n=100&connection=reuse"), "*/*").await;
+    assert_eq!(reuse.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_backend_answer_over_the_limit_is_an_invalid_response() {
+    let huge = || async { "x".repeat(300_000) };
+    let quote = serve(Router::new().route("/quote", get(huge))).await;
+    let quiz = serve(quiz("quiz-a", "Still here?")).await;
+    let kiada = start(config(&format!("{}/quote", quote.url), &quiz.url)).await;
+    let page = text(format!("{}/text", kiada.url())).await;
+    assert!(
+        page.contains("unexpected response: a body over 65536 bytes"),
+        "{page}"
+    );
+    let relayed = fetch(format!("{}/proxy/quote", kiada.url()), "*/*").await;
+    assert_eq!(relayed.status(), StatusCode::BAD_GATEWAY);
+    let error: Value = relayed.json().await.unwrap();
+    assert_eq!(error["kind"], "invalidResponse", "{error}");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_on_every_route() {
+    let s = healthy().await;
+    let url = s.kiada.url();
+    let client = reqwest::Client::new();
+    let big = vec![b'x'; 17 * 1024];
+    for (path, json) in [
+        ("/html/answer", false),
+        ("/question/1/answers/0", false),
+        ("/proxy/quiz/questions/1/answers", true),
+        ("/text", false),
+    ] {
+        let res = client
+            .post(format!("{url}{path}"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(big.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        let body = res.text().await.unwrap();
+        if json {
+            let error: Value = serde_json::from_str(&body).expect("a JSON error");
+            assert!(error["error"].as_str().unwrap().contains("larger than"));
+        } else {
+            assert!(body.contains("larger than 16384 bytes"), "{path}: {body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_forged_host_never_reaches_the_page() {
+    let s = healthy().await;
+    let res = reqwest::Client::new()
+        .get(format!("{}/text", s.kiada.url()))
+        .header("host", "evil\"><script>alert(1)</script>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let page = res.text().await.unwrap();
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(
+        page.contains("curl -X POST http://localhost/question/"),
+        "{page}"
+    );
+
+    let res = reqwest::Client::new()
+        .get(format!("{}/text", s.kiada.url()))
+        .header("host", "kiada.example:30080")
+        .send()
+        .await
+        .unwrap();
+    let page = res.text().await.unwrap();
+    assert!(page.contains("http://kiada.example:30080/"), "{page}");
+}
+
+#[tokio::test]
+async fn html_pages_carry_a_content_security_policy() {
+    let s = healthy().await;
+    let res = fetch(format!("{}/html", s.kiada.url()), "text/html").await;
+    let csp = res.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(res.headers()["x-frame-options"], "DENY");
+}
