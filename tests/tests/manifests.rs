@@ -1,22 +1,28 @@
 //! `manifests/` read with the typed Kubernetes API and checked for meaning, not only shape:
 //! selectors find pods, ports and probes exist, the backend URLs name Services defined here,
 //! every pod meets the restricted profile, and the NetworkPolicies allow exactly the intended
-//! flows. Then each probe the manifests use is asked of the real binary.
+//! flows. `manifests/experiments/`, applied after the suite, passes the same checks, and each
+//! of its objects is checked for what it demonstrates. Then each probe the manifests use is
+//! asked of the real binary.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, Namespace, PersistentVolumeClaim, PodSpec, Service};
+use k8s_openapi::api::core::v1::{
+    Container, Namespace, PersistentVolumeClaim, Pod, PodSpec, Service, ServiceSpec,
+};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const NAMESPACE: &str = "kiada";
+const CLUSTER_DOMAIN: &str = "cluster.local";
 type Labels = BTreeMap<String, String>;
 
 #[derive(Default)]
@@ -24,7 +30,9 @@ struct Objects {
     kinds_in_order: Vec<String>,
     namespaces: Vec<Namespace>,
     deployments: Vec<Deployment>,
+    pods: Vec<Pod>,
     services: Vec<Service>,
+    slices: Vec<EndpointSlice>,
     claims: Vec<PersistentVolumeClaim>,
     budgets: Vec<PodDisruptionBudget>,
     policies: Vec<NetworkPolicy>,
@@ -34,22 +42,32 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
 }
 
-fn load() -> Objects {
-    let dir = root().join("manifests");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+/// The YAML files of `dir` (relative to the repository), sorted as `kubectl apply -f` takes them.
+fn yaml_files(dir: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(root().join(dir))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !(p.is_dir() && p.file_name().is_some_and(|n| n == "experiments")))
         .collect();
     files.sort();
-    let mut objects = Objects::default();
-    for file in files {
-        assert!(file.is_file(), "manifests/ stays flat: {}", file.display());
+    for file in &files {
+        assert!(
+            file.is_file(),
+            "{dir} stays flat but for experiments/: {}",
+            file.display()
+        );
         assert_eq!(
             file.extension().and_then(|e| e.to_str()),
             Some("yaml"),
             "{}",
             file.display()
         );
+    }
+    files
+}
+
+fn load_into(objects: &mut Objects, dir: &str) {
+    for file in yaml_files(dir) {
         let text = std::fs::read_to_string(&file).unwrap();
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let value = Value::deserialize(doc).unwrap();
@@ -80,8 +98,12 @@ fn load() -> Objects {
                 "Deployment" => objects
                     .deployments
                     .push(serde_yaml_ng::from_value(value).unwrap()),
+                "Pod" => objects.pods.push(serde_yaml_ng::from_value(value).unwrap()),
                 "Service" => objects
                     .services
+                    .push(serde_yaml_ng::from_value(value).unwrap()),
+                "EndpointSlice" => objects
+                    .slices
                     .push(serde_yaml_ng::from_value(value).unwrap()),
                 "PersistentVolumeClaim" => objects
                     .claims
@@ -97,6 +119,26 @@ fn load() -> Objects {
             objects.kinds_in_order.push(kind);
         }
     }
+}
+
+/// The suite: `kubectl apply -f manifests/`.
+fn load() -> Objects {
+    let mut objects = Objects::default();
+    load_into(&mut objects, "manifests");
+    objects
+}
+
+/// Only what `kubectl apply -f manifests/experiments/` adds.
+fn load_experiments() -> Objects {
+    let mut objects = Objects::default();
+    load_into(&mut objects, "manifests/experiments");
+    objects
+}
+
+/// The suite with the experiments applied after it.
+fn load_all() -> Objects {
+    let mut objects = load();
+    load_into(&mut objects, "manifests/experiments");
     objects
 }
 
@@ -141,6 +183,42 @@ fn container_has_port(c: &Container, port: &IntOrString) -> bool {
         IntOrString::Int(n) => p.container_port == *n,
         IntOrString::String(s) => p.name.as_deref() == Some(s.as_str()),
     })
+}
+
+/// A pod the manifests run: from a Deployment's template, or a bare Pod (experiments).
+struct Workload<'a> {
+    kind: &'static str,
+    name: &'a str,
+    /// The object's own metadata, where the checkov skips are.
+    meta: &'a ObjectMeta,
+    labels: Labels,
+    spec: &'a PodSpec,
+}
+
+fn workloads(objects: &Objects) -> Vec<Workload<'_>> {
+    let deployments = objects.deployments.iter().map(|d| Workload {
+        kind: "Deployment",
+        name: name(d),
+        meta: &d.metadata,
+        labels: pod_labels(d),
+        spec: pod_spec(d),
+    });
+    let pods = objects.pods.iter().map(|p| Workload {
+        kind: "Pod",
+        name: name(p),
+        meta: &p.metadata,
+        labels: p.metadata.labels.clone().unwrap_or_default(),
+        spec: p.spec.as_ref().expect("pod spec"),
+    });
+    deployments.chain(pods).collect()
+}
+
+fn service_spec(s: &Service) -> &ServiceSpec {
+    s.spec.as_ref().expect("Service spec")
+}
+
+fn find_service<'a>(objects: &'a Objects, n: &str) -> Option<&'a Service> {
+    objects.services.iter().find(|s| name(*s) == n)
 }
 
 #[test]
@@ -254,11 +332,9 @@ fn the_deployments_are_the_ones_the_chapter_uses() {
 
 #[test]
 fn every_pod_meets_the_restricted_profile_and_knows_its_identity() {
-    let objects = load();
+    let objects = load_all();
     for d in &objects.deployments {
-        let pod = pod_spec(d);
         let dn = name(d);
-        assert_eq!(pod.automount_service_account_token, Some(false), "{dn}");
         let annotations = d
             .spec
             .template
@@ -278,6 +354,16 @@ fn every_pod_meets_the_restricted_profile_and_knows_its_identity() {
             Some("/metrics"),
             "{dn}"
         );
+    }
+    let all = workloads(&objects);
+    assert!(
+        all.iter().any(|w| w.kind == "Pod"),
+        "the experiments' pods are checked too"
+    );
+    for w in &all {
+        let pod = w.spec;
+        let dn = format!("{} {}", w.kind, w.name);
+        assert_eq!(pod.automount_service_account_token, Some(false), "{dn}");
         assert!(
             pod.termination_grace_period_seconds.unwrap_or(30) > 15,
             "{dn}: grace must exceed delay + drain"
@@ -372,43 +458,60 @@ fn every_pod_meets_the_restricted_profile_and_knows_its_identity() {
 #[test]
 fn only_the_approved_policy_checks_are_skipped() {
     // Local images loaded into kind or minikube are neither pulled Always nor pinned by digest.
-    let objects = load();
-    for d in &objects.deployments {
-        let annotations = d.metadata.annotations.clone().unwrap_or_default();
+    let objects = load_all();
+    for w in workloads(&objects) {
+        let annotations = w.meta.annotations.clone().unwrap_or_default();
         let skips: Vec<&String> = annotations
             .iter()
             .filter(|(k, _)| k.starts_with("checkov.io/skip"))
             .map(|(_, v)| v)
             .collect();
-        assert_eq!(skips.len(), 2, "{}", name(d));
+        assert_eq!(skips.len(), 2, "{}", w.name);
         for skip in skips {
             let (check, reason) = skip.split_once('=').expect("CHECK=reason");
             assert!(
                 ["CKV_K8S_15", "CKV_K8S_43"].contains(&check),
                 "{}: unapproved skip {check}",
-                name(d)
+                w.name
             );
-            assert!(reason.len() > 20, "{}: {check} needs its reason", name(d));
+            assert!(reason.len() > 20, "{}: {check} needs its reason", w.name);
         }
+    }
+    // No other object carries a skip.
+    let others = objects
+        .services
+        .iter()
+        .map(|s| &s.metadata)
+        .chain(objects.slices.iter().map(|s| &s.metadata))
+        .chain(objects.policies.iter().map(|p| &p.metadata));
+    for meta in others {
+        assert!(
+            meta.annotations
+                .iter()
+                .flatten()
+                .all(|(k, _)| !k.starts_with("checkov.io/")),
+            "{:?}: skips belong on workloads only",
+            meta.name
+        );
     }
 }
 
 #[test]
 fn images_match_what_the_dockerfile_and_makefile_build() {
-    let objects = load();
+    let objects = load_all();
     let dockerfile = std::fs::read_to_string(root().join("Dockerfiles/Dockerfile")).unwrap();
     let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
     assert!(
         makefile.contains("REGISTRY ?= localhost/kiada"),
         "the Makefile's default registry"
     );
-    for d in &objects.deployments {
-        for c in &pod_spec(d).containers {
+    for w in workloads(&objects) {
+        for c in &w.spec.containers {
             assert_eq!(
                 c.image.as_deref(),
                 Some(format!("localhost/kiada/{}:{VERSION}", c.name).as_str()),
                 "{}",
-                name(d)
+                w.name
             );
             assert!(
                 dockerfile.contains(&format!("FROM runtime AS {}\n", c.name)),
@@ -422,19 +525,29 @@ fn images_match_what_the_dockerfile_and_makefile_build() {
 
 #[test]
 fn services_find_their_pods_and_ports() {
-    let objects = load();
+    let objects = load_all();
     let mut node_ports = HashSet::new();
+    let all = workloads(&objects);
     for s in &objects.services {
-        let spec = s.spec.as_ref().unwrap();
-        let selector = spec.selector.clone().unwrap_or_default();
-        let backing: Vec<&Deployment> = objects
-            .deployments
+        let spec = service_spec(s);
+        let Some(selector) = spec.selector.clone() else {
+            // No selector: an alias, or endpoints written by hand (checked below).
+            assert!(
+                spec.type_.as_deref() == Some("ExternalName")
+                    || objects.slices.iter().any(|e| slice_service(e) == name(s)),
+                "Service {} has neither a selector nor an EndpointSlice",
+                name(s)
+            );
+            continue;
+        };
+        assert!(!selector.is_empty(), "{}: an empty selector", name(s));
+        let backing: Vec<&Workload> = all
             .iter()
-            .filter(|d| subset(&selector, &pod_labels(d)))
+            .filter(|w| subset(&selector, &w.labels))
             .collect();
         assert!(
             !backing.is_empty(),
-            "Service {} selects no Deployment's pods",
+            "Service {} selects no Deployment's or Pod's pods",
             name(s)
         );
         for port in spec.ports.iter().flatten() {
@@ -442,16 +555,16 @@ fn services_find_their_pods_and_ports() {
                 .target_port
                 .clone()
                 .unwrap_or(IntOrString::Int(port.port));
-            for d in &backing {
+            for w in &backing {
                 assert!(
-                    pod_spec(d)
+                    w.spec
                         .containers
                         .iter()
                         .any(|c| container_has_port(c, &target)),
                     "{} port {:?} is not a port of {}",
                     name(s),
                     target,
-                    name(*d)
+                    w.name
                 );
             }
             if let Some(np) = port.node_port {
@@ -639,7 +752,7 @@ fn allowed(
 
 #[test]
 fn network_policies_allow_the_intended_flows_only() {
-    let objects = load();
+    let objects = load_all();
     let labels =
         |app: &str| Labels::from([("app".into(), app.into()), ("rel".into(), "stable".into())]);
     let in_namespace = |app: &str| Source::Pod {
@@ -690,15 +803,47 @@ fn network_policies_allow_the_intended_flows_only() {
         "https",
         8443
     ));
-    // Every pod of the suite is covered by some policy.
-    for d in &objects.deployments {
+    // The experiments' pods: the named quote pod is admitted like any quote pod, the DNS
+    // client reaches quote and quiz like any pod in the namespace, and admits no one.
+    let lab = |app: &str| Labels::from([("app".into(), app.into()), ("rel".into(), "lab".into())]);
+    let dns_client = Source::Pod {
+        labels: lab("dns-client"),
+        namespace: NAMESPACE,
+        namespace_labels: Labels::new(),
+    };
+    assert!(allowed(
+        p,
+        &in_namespace("kiada"),
+        &lab("quote"),
+        "http",
+        8080
+    ));
+    assert!(!allowed(p, &Source::Outside, &lab("quote"), "http", 8080));
+    assert!(allowed(p, &dns_client, &labels("quote"), "http", 8080));
+    assert!(allowed(p, &dns_client, &labels("quiz"), "http", 8080));
+    assert!(!allowed(
+        p,
+        &in_namespace("kiada"),
+        &lab("dns-client"),
+        "http",
+        8080
+    ));
+    assert!(!allowed(
+        p,
+        &Source::Outside,
+        &lab("dns-client"),
+        "http",
+        8080
+    ));
+    // Every pod, the experiments' included, is covered by some policy.
+    for w in workloads(&objects) {
         assert!(
             p.iter().any(|pol| {
                 let sel = pol.spec.as_ref().unwrap().pod_selector.as_ref();
-                sel.is_none_or(|sel| matches(sel, &pod_labels(d)))
+                sel.is_none_or(|sel| matches(sel, &w.labels))
             }),
             "{} has no policy",
-            name(d)
+            w.name
         );
     }
 }
@@ -743,4 +888,500 @@ async fn every_probe_the_manifests_use_answers_200_from_the_real_binary() {
         }
     }
     assert_eq!(probed.len(), 3);
+}
+
+/// The Service an EndpointSlice belongs to, by its `kubernetes.io/service-name` label.
+fn slice_service(e: &EndpointSlice) -> &str {
+    e.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("kubernetes.io/service-name"))
+        .map_or("", String::as_str)
+}
+
+fn app_label(meta: &ObjectMeta) -> Option<&str> {
+    meta.labels.as_ref()?.get("app").map(String::as_str)
+}
+
+#[test]
+fn every_service_carries_the_label_of_its_app() {
+    let objects = load_all();
+    for s in &objects.services {
+        let app = app_label(&s.metadata)
+            .unwrap_or_else(|| panic!("Service {} has no app label", name(s)));
+        assert!(
+            ["quote", "quiz", "kiada"].contains(&app),
+            "Service {}: app {app}",
+            name(s)
+        );
+        if let Some(selector) = &service_spec(s).selector {
+            assert_eq!(
+                selector.get("app").map(String::as_str),
+                Some(app),
+                "Service {}: its label and its selector name different apps",
+                name(s)
+            );
+        }
+    }
+    for (app, want) in [
+        (
+            "quote",
+            &["quote", "quote-headless", "quote-local", "quote-sticky"][..],
+        ),
+        ("quiz", &["quiz"][..]),
+        ("kiada", &["kiada", "kiada-lb", "kiada-local"][..]),
+    ] {
+        let got = service_names_of_app(&objects, app);
+        for n in want {
+            assert!(got.contains(n), "-l app={app} misses Service {n}: {got:?}");
+        }
+    }
+    // Hand-written slices carry their Service's app label, as the controller's copies do, so
+    // `-l app=quote` lists them with the rest.
+    for e in &objects.slices {
+        let svc = find_service(&objects, slice_service(e)).expect("the slice's Service");
+        assert_eq!(
+            app_label(&e.metadata),
+            app_label(&svc.metadata),
+            "{}",
+            name(e)
+        );
+    }
+}
+
+fn service_names_of_app<'a>(objects: &'a Objects, app: &str) -> BTreeSet<&'a str> {
+    objects
+        .services
+        .iter()
+        .filter(|s| app_label(&s.metadata) == Some(app))
+        .map(name)
+        .collect()
+}
+
+#[test]
+fn experiments_add_to_the_suite_and_replace_nothing() {
+    let suite = load();
+    let experiments = load_experiments();
+    assert!(
+        experiments.namespaces.is_empty()
+            && experiments.deployments.is_empty()
+            && experiments.claims.is_empty()
+            && experiments.budgets.is_empty(),
+        "experiments add Services, EndpointSlices, Pods and NetworkPolicies only"
+    );
+    let mut seen = HashSet::new();
+    for (kind, n) in experiments
+        .services
+        .iter()
+        .map(|s| ("Service", name(s)))
+        .chain(
+            experiments
+                .slices
+                .iter()
+                .map(|e| ("EndpointSlice", name(e))),
+        )
+        .chain(experiments.pods.iter().map(|p| ("Pod", name(p))))
+        .chain(
+            experiments
+                .policies
+                .iter()
+                .map(|p| ("NetworkPolicy", name(p))),
+        )
+    {
+        assert!(
+            seen.insert((kind, n)),
+            "{kind} {n} twice in the experiments"
+        );
+    }
+    for s in &experiments.services {
+        assert!(
+            find_service(&suite, name(s)).is_none(),
+            "Service {} would replace the suite's",
+            name(s)
+        );
+    }
+    for pol in &experiments.policies {
+        assert!(
+            !suite.policies.iter().any(|q| name(q) == name(pol)),
+            "NetworkPolicy {} would replace the suite's",
+            name(pol)
+        );
+    }
+    // A bare pod that a Deployment's selector matched would be adopted by its ReplicaSet, which
+    // would then delete a pod to keep its replica count.
+    for p in &experiments.pods {
+        let labels = p.metadata.labels.clone().unwrap_or_default();
+        for d in &suite.deployments {
+            assert!(
+                !matches(&d.spec.selector, &labels),
+                "Deployment {} would adopt Pod {}",
+                name(d),
+                name(p)
+            );
+        }
+    }
+    // Each file opens with a comment: what it demonstrates, then `Try:` and the commands.
+    for file in yaml_files("manifests/experiments") {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let header: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+        let shown = file.display();
+        assert!(header.len() >= 3, "{shown}: opens with a comment");
+        let try_at = header
+            .iter()
+            .position(|l| l.trim_end() == "# Try:")
+            .unwrap_or_else(|| panic!("{shown}: no '# Try:' in the opening comment"));
+        assert!(try_at > 0, "{shown}: say what it demonstrates first");
+        assert!(
+            header[try_at..].iter().any(|l| l.contains("kubectl ")),
+            "{shown}: a command to try"
+        );
+    }
+}
+
+#[test]
+fn the_external_name_aliases_a_service_of_the_suite() {
+    let suite = load();
+    let experiments = load_experiments();
+    let aliases: Vec<&Service> = experiments
+        .services
+        .iter()
+        .filter(|s| service_spec(s).type_.as_deref() == Some("ExternalName"))
+        .collect();
+    assert!(!aliases.is_empty(), "an ExternalName Service");
+    for alias in aliases {
+        let spec = service_spec(alias);
+        let an = name(alias);
+        assert!(spec.selector.is_none(), "{an}: an alias selects no pods");
+        assert!(spec.cluster_ip.is_none(), "{an}: an alias has no ClusterIP");
+        let target = spec.external_name.as_deref().expect("externalName");
+        let (svc, domain) = target
+            .split_once('.')
+            .unwrap_or_else(|| panic!("{an}: {target} is not a Service's FQDN"));
+        assert_eq!(
+            domain,
+            format!("{NAMESPACE}.svc.{CLUSTER_DOMAIN}"),
+            "{an}: {target} is not in namespace kiada"
+        );
+        let t = find_service(&suite, svc)
+            .unwrap_or_else(|| panic!("{an}: {target} names no Service of manifests/"));
+        let t_spec = service_spec(t);
+        assert!(
+            t_spec.type_.as_deref() != Some("ExternalName") && t_spec.selector.is_some(),
+            "{an}: the target must have pods behind it"
+        );
+        assert_eq!(app_label(&alias.metadata), app_label(&t.metadata), "{an}");
+    }
+}
+
+#[test]
+fn hand_written_endpoint_slices_belong_to_services_without_a_selector() {
+    let all = load_all();
+    let experiments = load_experiments();
+    assert!(
+        !experiments.slices.is_empty(),
+        "a hand-written EndpointSlice"
+    );
+    for e in &all.slices {
+        let en = name(e);
+        let labels = e.metadata.labels.clone().unwrap_or_default();
+        let svc = find_service(&all, slice_service(e))
+            .unwrap_or_else(|| panic!("{en}: kubernetes.io/service-name names no Service"));
+        let spec = service_spec(svc);
+        assert!(
+            spec.selector.is_none(),
+            "{en}: the EndpointSlice controller owns the slices of a Service with a selector"
+        );
+        assert_ne!(spec.type_.as_deref(), Some("ExternalName"), "{en}");
+        assert_ne!(spec.cluster_ip.as_deref(), Some("None"), "{en}");
+        let managed_by = labels
+            .get("endpointslice.kubernetes.io/managed-by")
+            .unwrap_or_else(|| panic!("{en}: no endpointslice.kubernetes.io/managed-by"));
+        assert!(
+            !managed_by.ends_with(".k8s.io") && managed_by.contains('/'),
+            "{en}: managed-by {managed_by} must be our own, not a controller's"
+        );
+        assert!(
+            ["IPv4", "IPv6"].contains(&e.address_type.as_str()),
+            "{en}: addressType {}",
+            e.address_type
+        );
+        let protocol = |p: Option<&String>| p.map_or("TCP", |p| p.as_str()).to_owned();
+        let want: BTreeSet<(Option<String>, String)> = spec
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone(), protocol(p.protocol.as_ref())))
+            .collect();
+        let got: BTreeSet<(Option<String>, String)> = e
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone(), protocol(p.protocol.as_ref())))
+            .collect();
+        assert_eq!(
+            got, want,
+            "{en}: port names and protocols must be the Service's"
+        );
+        // The addresses the experiment puts in are pod IPs of the Service's app: its port must
+        // be one their container listens on.
+        let app = app_label(&svc.metadata).expect("the Service's app label");
+        for port in e.ports.iter().flatten() {
+            let n = port.port.unwrap_or_else(|| panic!("{en}: a port number"));
+            for d in all
+                .deployments
+                .iter()
+                .filter(|d| pod_labels(d)["app"] == app)
+            {
+                assert!(
+                    pod_spec(d)
+                        .containers
+                        .iter()
+                        .any(|c| container_has_port(c, &IntOrString::Int(n))),
+                    "{en}: port {n} is not a port of {}",
+                    name(d)
+                );
+            }
+        }
+        for endpoint in e.endpoints.iter().flatten() {
+            for a in &endpoint.addresses {
+                let ip: std::net::IpAddr = a.parse().unwrap_or_else(|_| panic!("{en}: {a}"));
+                assert_eq!(ip.is_ipv4(), e.address_type == "IPv4", "{en}: {a}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_pod_with_hostname_and_subdomain_sits_under_a_headless_service_that_selects_it() {
+    let all = load_all();
+    let experiments = load_experiments();
+    let named: Vec<&Pod> = experiments
+        .pods
+        .iter()
+        .filter(|p| p.spec.as_ref().unwrap().subdomain.is_some())
+        .collect();
+    assert!(!named.is_empty(), "a pod with hostname and subdomain");
+    for p in named {
+        let pn = name(p);
+        let spec = p.spec.as_ref().unwrap();
+        let subdomain = spec.subdomain.as_deref().unwrap();
+        let hostname = spec
+            .hostname
+            .as_deref()
+            .unwrap_or_else(|| panic!("{pn}: without a hostname the pod gets no record"));
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        assert!(label_ok(hostname) && label_ok(subdomain), "{pn}");
+        let svc = find_service(&all, subdomain)
+            .unwrap_or_else(|| panic!("{pn}: subdomain {subdomain} names no Service"));
+        let ss = service_spec(svc);
+        assert_eq!(
+            ss.cluster_ip.as_deref(),
+            Some("None"),
+            "{pn}: Service {subdomain} must be headless"
+        );
+        let labels = p.metadata.labels.clone().unwrap_or_default();
+        let selector = ss.selector.clone().unwrap_or_default();
+        assert!(
+            !selector.is_empty() && subset(&selector, &labels),
+            "{pn}: Service {subdomain} must select the pod"
+        );
+        if ss.publish_not_ready_addresses != Some(true) {
+            assert!(
+                spec.containers.iter().all(|c| c.readiness_probe.is_some()),
+                "{pn}: only a ready pod gets its record"
+            );
+        }
+        let fqdn = format!("{hostname}.{subdomain}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}");
+        assert!(fqdn.len() <= 253, "{pn}: {fqdn} is too long for a DNS name");
+    }
+}
+
+#[test]
+fn the_not_ready_service_is_quote_headless_publishing_every_pod() {
+    let all = load_all();
+    let experiments = load_experiments();
+    let all_pods = experiments
+        .services
+        .iter()
+        .find(|s| service_spec(s).publish_not_ready_addresses == Some(true))
+        .expect("a Service with publishNotReadyAddresses");
+    let headless = service_spec(find_service(&all, "quote-headless").unwrap());
+    let spec = service_spec(all_pods);
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(
+        spec.selector, headless.selector,
+        "the same pods as quote-headless"
+    );
+    assert_ne!(headless.publish_not_ready_addresses, Some(true));
+}
+
+#[test]
+fn the_dns_client_adds_search_domains_and_changes_ndots() {
+    let all = load_all();
+    let experiments = load_experiments();
+    let clients: Vec<&Pod> = experiments
+        .pods
+        .iter()
+        .filter(|p| p.spec.as_ref().unwrap().dns_config.is_some())
+        .collect();
+    assert!(!clients.is_empty(), "a pod with dnsConfig");
+    for p in clients {
+        let pn = name(p);
+        let spec = p.spec.as_ref().unwrap();
+        assert!(
+            spec.dns_policy
+                .as_deref()
+                .is_none_or(|d| d == "ClusterFirst"),
+            "{pn}: ClusterFirst keeps the cluster's search list, to which ours is added"
+        );
+        let config = spec.dns_config.as_ref().unwrap();
+        let searches = config.searches.clone().unwrap_or_default();
+        assert!(searches.len() >= 2, "{pn}: extra search domains");
+        for domain in &searches {
+            let prefix = domain
+                .strip_suffix(&format!(".svc.{CLUSTER_DOMAIN}"))
+                .unwrap_or_else(|| panic!("{pn}: {domain} is not a cluster domain"));
+            // `<namespace>` or `<headless Service>.<namespace>`.
+            if let Some((svc, ns)) = prefix.split_once('.') {
+                assert_eq!(ns, NAMESPACE, "{pn}: {domain}");
+                let s = find_service(&all, svc)
+                    .unwrap_or_else(|| panic!("{pn}: {domain} names no Service"));
+                assert_eq!(
+                    service_spec(s).cluster_ip.as_deref(),
+                    Some("None"),
+                    "{pn}: only a headless Service has names under it"
+                );
+            }
+        }
+        let ndots = config
+            .options
+            .iter()
+            .flatten()
+            .find(|o| o.name.as_deref() == Some("ndots"))
+            .and_then(|o| o.value.as_deref())
+            .unwrap_or_else(|| panic!("{pn}: ndots"));
+        let ndots: u32 = ndots.parse().unwrap();
+        assert!(ndots < 5, "{pn}: ndots {ndots} is the default or more");
+        // A client only: no Service sends it traffic.
+        let labels = p.metadata.labels.clone().unwrap_or_default();
+        for s in &all.services {
+            if let Some(selector) = &service_spec(s).selector {
+                assert!(!subset(selector, &labels), "{pn}: selected by {}", name(s));
+            }
+        }
+    }
+}
+
+/// A kind cluster configuration, as YAML.
+fn kind_config(file: &str) -> Value {
+    let text = std::fs::read_to_string(root().join("kind").join(file)).unwrap();
+    let config: Value = serde_yaml_ng::from_str(&text).unwrap();
+    assert_eq!(config["kind"].as_str(), Some("Cluster"), "{file}");
+    assert_eq!(
+        config["apiVersion"].as_str(),
+        Some("kind.x-k8s.io/v1alpha4"),
+        "{file}"
+    );
+    let known_top = ["kind", "apiVersion", "name", "nodes", "networking"];
+    let known_node = ["role", "labels", "extraPortMappings"];
+    for key in config.as_mapping().unwrap().keys() {
+        assert!(
+            known_top.contains(&key.as_str().unwrap()),
+            "{file}: {key:?}"
+        );
+    }
+    for node in config["nodes"].as_sequence().unwrap() {
+        for key in node.as_mapping().unwrap().keys() {
+            assert!(
+                known_node.contains(&key.as_str().unwrap()),
+                "{file}: {key:?}"
+            );
+        }
+        assert!(
+            ["control-plane", "worker"].contains(&node["role"].as_str().unwrap()),
+            "{file}"
+        );
+    }
+    config
+}
+
+/// Node by node, the host ports of a lab cluster must be those of kind/cluster.yaml, which the
+/// README's commands use.
+fn same_host_ports_as_the_lab(file: &str, config: &Value) {
+    let lab = kind_config("cluster.yaml");
+    assert_eq!(
+        config["name"], lab["name"],
+        "{file}: the make targets use that name"
+    );
+    let lab_nodes = lab["nodes"].as_sequence().unwrap();
+    let nodes = config["nodes"].as_sequence().unwrap();
+    assert!(nodes.len() >= lab_nodes.len(), "{file}");
+    for (i, (a, b)) in lab_nodes.iter().zip(nodes).enumerate() {
+        assert_eq!(a["role"], b["role"], "{file}: node {i}");
+        assert_eq!(
+            a["extraPortMappings"], b["extraPortMappings"],
+            "{file}: node {i}"
+        );
+    }
+}
+
+#[test]
+fn dual_stack_service_and_its_kind_cluster() {
+    let experiments = load_experiments();
+    assert!(
+        experiments.services.iter().any(|s| {
+            let spec = service_spec(s);
+            spec.ip_family_policy.as_deref() == Some("PreferDualStack") && spec.selector.is_some()
+        }),
+        "a PreferDualStack Service: it applies to single-stack clusters too"
+    );
+    let config = kind_config("cluster-dual-stack.yaml");
+    assert_eq!(config["networking"]["ipFamily"].as_str(), Some("dual"));
+    same_host_ports_as_the_lab("cluster-dual-stack.yaml", &config);
+}
+
+#[test]
+fn topology_aware_service_and_a_kind_cluster_in_two_zones() {
+    let experiments = load_experiments();
+    assert!(
+        experiments.services.iter().any(|s| {
+            let spec = service_spec(s);
+            spec.traffic_distribution.as_deref() == Some("PreferClose") && spec.selector.is_some()
+        }),
+        "a Service with trafficDistribution: PreferClose"
+    );
+    let file = "cluster-zones.yaml";
+    let config = kind_config(file);
+    same_host_ports_as_the_lab(file, &config);
+    let mut workers_per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    for node in config["nodes"].as_sequence().unwrap() {
+        let labels = node["labels"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{file}: every node is in a zone"));
+        for key in labels.keys() {
+            // A kubelet may set this label on its own node (kind passes them as --node-labels).
+            assert_eq!(key.as_str(), Some("topology.kubernetes.io/zone"), "{file}");
+        }
+        let zone = labels
+            .get("topology.kubernetes.io/zone")
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{file}: every node is in a zone"))
+            .to_owned();
+        let worker = usize::from(node["role"].as_str() == Some("worker"));
+        *workers_per_zone.entry(zone).or_default() += worker;
+    }
+    assert_eq!(
+        workers_per_zone.len(),
+        2,
+        "{file}: two zones, {workers_per_zone:?}"
+    );
+    assert!(
+        workers_per_zone.values().all(|&n| n > 0),
+        "{file}: pods run in both zones, {workers_per_zone:?}"
+    );
 }
