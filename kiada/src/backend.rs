@@ -20,6 +20,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
+use crate::discovery::Discovered;
+use crate::hop::{Hop, Resolutions, Route};
+
 /// How a backend call failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -91,7 +94,57 @@ pub struct Reply<T> {
     pub pod: Option<String>,
     /// From the backend's `X-Pod-IP`.
     pub pod_ip: Option<String>,
+    /// From the backend's `X-Node-Name`.
+    pub node: Option<String>,
+    /// The address the call connected to.
+    pub remote: Option<std::net::SocketAddr>,
+    /// From the backend's `X-Connection-Requests`: 1 on a new connection.
+    pub connection_requests: Option<u64>,
     pub elapsed: Duration,
+}
+
+/// Who answered a call, from the headers every service of the suite sets, and over what.
+#[derive(Clone, Debug, Default)]
+pub struct Answerer {
+    pub pod: Option<String>,
+    pub pod_ip: Option<String>,
+    pub node: Option<String>,
+    pub remote: Option<std::net::SocketAddr>,
+    pub connection_requests: Option<u64>,
+}
+
+impl Answerer {
+    pub fn of(res: &reqwest::Response) -> Self {
+        let headers = res.headers();
+        let get = |name| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Answerer {
+            pod: get("x-pod-name"),
+            pod_ip: get("x-pod-ip"),
+            node: get("x-node-name"),
+            remote: res.remote_addr(),
+            connection_requests: headers
+                .get(kit::CONNECTION_REQUESTS)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        }
+    }
+
+    fn reply<T>(self, result: Result<T, BackendError>, elapsed: Duration) -> Reply<T> {
+        Reply {
+            result,
+            pod: self.pod,
+            pod_ip: self.pod_ip,
+            node: self.node,
+            remote: self.remote,
+            connection_requests: self.connection_requests,
+            elapsed,
+        }
+    }
 }
 
 /// A response relayed as it came (the proxy routes).
@@ -243,12 +296,15 @@ pub struct Backends {
     random_question_url: reqwest::Url,
     quiz_url: Arc<str>,
     timeout: Duration,
-    resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    /// The resolver every client of ours uses: it records what each name resolved to.
+    resolver: Arc<dyn reqwest::dns::Resolve>,
+    resolutions: Resolutions,
+    routes: Arc<[Route; 2]>,
 }
 
 pub struct BackendsConfig {
-    pub quote_url: String,
-    pub quiz_url: String,
+    pub quote: Discovered,
+    pub quiz: Discovered,
     pub timeout: Duration,
     /// How long an idle backend connection is kept; zero: a new connection per call.
     pub pool_idle: Duration,
@@ -281,17 +337,33 @@ fn parse_url(name: &'static str, url: &str) -> Result<reqwest::Url, BadUrl> {
 
 impl Backends {
     pub fn new(config: BackendsConfig) -> Result<Backends, BadUrl> {
-        let client = client(config.timeout, config.pool_idle, config.resolver.clone());
-        let quiz_url = config.quiz_url.trim_end_matches('/');
+        let resolutions = Resolutions::default();
+        let resolver = resolutions.resolver(config.resolver);
+        let client = client(config.timeout, config.pool_idle, resolver.clone());
+        let quiz_url = config.quiz.url.trim_end_matches('/');
         Ok(Backends {
             client,
             metrics: config.metrics,
-            quote_url: parse_url("QUOTE_URL", &config.quote_url)?,
+            quote_url: parse_url("QUOTE_URL", &config.quote.url)?,
             random_question_url: parse_url("QUIZ_URL", &format!("{quiz_url}/questions/random"))?,
             quiz_url: quiz_url.into(),
             timeout: config.timeout,
-            resolver: config.resolver,
+            resolver,
+            resolutions,
+            routes: Arc::new([
+                Route::new(&config.quote.url, config.quote.source),
+                Route::new(quiz_url, config.quiz.source),
+            ]),
         })
+    }
+
+    /// How `service`'s call of `reply` travelled.
+    pub fn hop<T>(&self, service: Service, reply: &Reply<T>, this_node: &str) -> Hop {
+        let route = match service {
+            Service::Quote => &self.routes[0],
+            Service::Quiz => &self.routes[1],
+        };
+        Hop::of(service.name(), route, reply, &self.resolutions, this_node)
     }
 
     pub fn quote_url(&self) -> &str {
@@ -375,9 +447,9 @@ impl Backends {
             }
         }
         let started = Instant::now();
-        let (pod, pod_ip, result) = match with_request_id(request).send().await {
+        let (answerer, result) = match with_request_id(request).send().await {
             Ok(res) => {
-                let (pod, pod_ip) = pod_of(res.headers());
+                let answerer = Answerer::of(&res);
                 let status = res.status();
                 let content_type = res.headers().get("content-type").cloned();
                 let result = read_body(res).await.map(|body| Relayed {
@@ -385,9 +457,9 @@ impl Backends {
                     content_type,
                     body,
                 });
-                (pod, pod_ip, result)
+                (answerer, result)
             }
-            Err(e) => (None, None, Err(classify(&e))),
+            Err(e) => (Answerer::default(), Err(classify(&e))),
         };
         let outcome = match &result {
             Ok(r) if r.status.is_server_error() => Err(FailureKind::Status(r.status.as_u16())),
@@ -396,13 +468,8 @@ impl Backends {
         };
         let elapsed = started.elapsed();
         self.metrics
-            .count(service, outcome, pod.as_deref(), elapsed);
-        Reply {
-            result,
-            pod,
-            pod_ip,
-            elapsed,
-        }
+            .count(service, outcome, answerer.pod.as_deref(), elapsed);
+        answerer.reply(result, elapsed)
     }
 }
 
@@ -417,17 +484,15 @@ pub fn with_request_id(request: reqwest::RequestBuilder) -> reqwest::RequestBuil
 fn client(
     timeout: Duration,
     pool_idle: Duration,
-    resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    resolver: Arc<dyn reqwest::dns::Resolve>,
 ) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
         .tcp_nodelay(true)
         .pool_idle_timeout(pool_idle)
-        .pool_max_idle_per_host(if pool_idle.is_zero() { 0 } else { usize::MAX });
-    if let Some(resolver) = resolver {
-        builder = builder.dns_resolver(resolver);
-    }
+        .pool_max_idle_per_host(if pool_idle.is_zero() { 0 } else { usize::MAX })
+        .dns_resolver(resolver);
     builder
         .build()
         .expect("an HTTP client without TLS always builds")
@@ -453,9 +518,9 @@ async fn call<T>(
     parse: impl FnOnce(axum::body::Bytes) -> Result<T, BackendError>,
 ) -> Reply<T> {
     let started = Instant::now();
-    let (pod, pod_ip, result) = match with_request_id(request).send().await {
+    let (answerer, result) = match with_request_id(request).send().await {
         Ok(res) => {
-            let (pod, pod_ip) = pod_of(res.headers());
+            let answerer = Answerer::of(&res);
             let status = res.status();
             let result = match read_body(res).await {
                 Err(e) => Err(e),
@@ -465,16 +530,11 @@ async fn call<T>(
                 }),
                 Ok(body) => parse(body),
             };
-            (pod, pod_ip, result)
+            (answerer, result)
         }
-        Err(e) => (None, None, Err(classify(&e))),
+        Err(e) => (Answerer::default(), Err(classify(&e))),
     };
-    Reply {
-        result,
-        pod,
-        pod_ip,
-        elapsed: started.elapsed(),
-    }
+    answerer.reply(result, started.elapsed())
 }
 
 /// Most kiada reads of a backend's answer; a tip or a question is a few hundred bytes.

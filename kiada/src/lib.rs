@@ -4,8 +4,10 @@
 
 mod assets;
 pub mod backend;
+pub mod client_ip;
 pub mod discovery;
 mod error;
+pub mod hop;
 pub mod lab;
 pub mod render;
 pub mod routes;
@@ -48,6 +50,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Replaces the system resolver for backend calls (tests).
     pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
+    /// Pod and node address ranges, to classify client IPs.
+    pub networks: client_ip::Networks,
 }
 
 impl Config {
@@ -67,6 +71,7 @@ impl Config {
             status: Status::new(status::DEFAULT),
             tls: None,
             resolver: None,
+            networks: client_ip::Networks::default(),
         }
     }
 }
@@ -78,6 +83,7 @@ pub struct AppState {
     pub status: Status,
     /// What bounds the labs: one run at a time, a budget of new backend connections.
     pub labs: Arc<lab::Limits>,
+    pub networks: Arc<client_ip::Networks>,
 }
 
 /// Binds the listeners (HTTPS too, unless disabled). Readiness does not depend on the
@@ -88,8 +94,8 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
     }
     let mut metrics = prometheus_client::registry::Registry::default();
     let backends = Backends::new(backend::BackendsConfig {
-        quote_url: config.quote.url.clone(),
-        quiz_url: config.quiz.url.clone(),
+        quote: config.quote.clone(),
+        quiz: config.quiz.clone(),
         timeout: config.backend_timeout,
         pool_idle: config.backend_pool_idle,
         resolver: config.resolver.clone(),
@@ -100,6 +106,7 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         identity: Arc::new(config.identity.clone()),
         status: config.status.clone(),
         labs: Arc::new(lab::Limits::new()),
+        networks: Arc::new(config.networks.clone()),
     };
     let service = kit::Service {
         metrics,

@@ -55,6 +55,12 @@ struct Cli {
         default_value = "/etc/kiada/tls/tls.key"
     )]
     tls_key: PathBuf,
+    /// Pod address ranges, comma-separated (IPv4 and IPv6), to say what the client IP is
+    #[arg(long, env = "POD_CIDRS", value_name = "CIDRS", default_value = "")]
+    pod_cidrs: kiada::client_ip::Cidrs,
+    /// Node address ranges, comma-separated (IPv4 and IPv6), to say what the client IP is
+    #[arg(long, env = "NODE_CIDRS", value_name = "CIDRS", default_value = "")]
+    node_cidrs: kiada::client_ip::Cidrs,
 }
 
 /// What Kubernetes injects for a Service that existed when the pod started.
@@ -93,6 +99,10 @@ async fn main() -> ExitCode {
             key: cli.tls_key,
         }),
         resolver: None,
+        networks: kiada::client_ip::Networks {
+            pods: cli.pod_cidrs.0,
+            nodes: cli.node_cidrs.0,
+        },
     };
     kit::main_with(kiada::build(config)).await
 }

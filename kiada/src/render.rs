@@ -6,6 +6,8 @@ use askama::Template;
 use serde::Serialize;
 
 use crate::backend::{AnswerResult, BackendError, Question, Reply};
+use crate::client_ip::ClientClass;
+use crate::hop::{Hop, wrap};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -15,6 +17,9 @@ pub struct Page {
     pub release: Option<String>,
     pub tip: Reply<String>,
     pub question: Reply<Question>,
+    /// How each call travelled.
+    pub tip_hop: Hop,
+    pub question_hop: Hop,
     pub request: RequestInfo,
     pub status: String,
     /// `scheme://host` the client used, for the curl commands the text page suggests.
@@ -25,7 +30,29 @@ pub struct Page {
 pub struct RequestInfo {
     pub identity: std::sync::Arc<kit::Identity>,
     pub client_ip: String,
+    pub client_class: ClientClass,
     pub forwarded_for: Option<String>,
+    /// Requests the client's connection has carried, this one included.
+    pub connection_requests: Option<u64>,
+}
+
+impl RequestInfo {
+    /// What the client's connection count means for load spread.
+    pub fn connection_words(&self) -> Option<String> {
+        let n = self.connection_requests?;
+        Some(if n == 1 {
+            "This is the first request on your connection: curl opens a new connection \
+             each time, and a Service picks a pod per connection, so the next curl may reach \
+             another kiada pod."
+                .to_owned()
+        } else {
+            format!(
+                "Your connection has carried {n} requests: a browser keeps its connection open, \
+                 and a Service picks a pod per connection, so every reload reaches this same \
+                 kiada pod until the connection closes."
+            )
+        })
+    }
 }
 
 impl Serialize for RequestInfo {
@@ -40,8 +67,13 @@ impl Serialize for RequestInfo {
             pod_ip: &'a str,
             node_ip: &'a str,
             client_ip: &'a str,
+            client_ip_class: ClientClass,
+            client_ip_label: &'static str,
+            client_ip_meaning: &'static str,
             #[serde(skip_serializing_if = "Option::is_none")]
             forwarded_for: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            requests_on_connection: Option<u64>,
         }
         let id = &self.identity;
         View {
@@ -52,7 +84,11 @@ impl Serialize for RequestInfo {
             pod_ip: &id.pod_ip,
             node_ip: &id.node_ip,
             client_ip: &self.client_ip,
+            client_ip_class: self.client_class,
+            client_ip_label: self.client_class.label(),
+            client_ip_meaning: self.client_class.meaning(),
             forwarded_for: self.forwarded_for.as_deref(),
+            requests_on_connection: self.connection_requests,
         }
         .serialize(serializer)
     }
@@ -71,10 +107,12 @@ pub struct Served<'a, T: Serialize> {
     pub pod: Option<&'a str>,
     pub pod_ip: Option<&'a str>,
     pub elapsed_ms: f64,
+    #[serde(flatten)]
+    pub hop: &'a Hop,
 }
 
-impl<'a, T: Serialize> From<&'a Reply<T>> for Served<'a, T> {
-    fn from(reply: &'a Reply<T>) -> Self {
+impl<'a, T: Serialize> Served<'a, T> {
+    fn of(reply: &'a Reply<T>, hop: &'a Hop) -> Self {
         Served {
             value: reply.result.as_ref().ok(),
             error: reply.result.as_ref().err(),
@@ -82,6 +120,7 @@ impl<'a, T: Serialize> From<&'a Reply<T>> for Served<'a, T> {
             pod: reply.pod.as_deref(),
             pod_ip: reply.pod_ip.as_deref(),
             elapsed_ms: millis(reply.elapsed),
+            hop,
         }
     }
 }
@@ -113,8 +152,8 @@ impl Page {
         PageJson {
             version: VERSION,
             release: self.release.as_deref(),
-            tip: (&self.tip).into(),
-            question: (&self.question).into(),
+            tip: Served::of(&self.tip, &self.tip_hop),
+            question: Served::of(&self.question, &self.question_hop),
             request: &self.request,
             status: &self.status,
         }
@@ -136,7 +175,9 @@ impl Page {
             }
             Err(e) => write_error(&mut out, "quote", e),
         }
-        let _ = writeln!(out, "(quote served by {})\n", served_by(&self.tip));
+        let _ = writeln!(out, "(quote served by {})", served_by(&self.tip));
+        out.push_str(&self.tip_hop.text());
+        out.push('\n');
 
         let _ = writeln!(out, "==== POP QUIZ");
         match &self.question.result {
@@ -153,7 +194,9 @@ impl Page {
             }
             Err(e) => write_error(&mut out, "quiz", e),
         }
-        let _ = writeln!(out, "(quiz served by {})\n", served_by(&self.question));
+        let _ = writeln!(out, "(quiz served by {})", served_by(&self.question));
+        out.push_str(&self.question_hop.text());
+        out.push('\n');
 
         let _ = writeln!(out, "==== REQUEST INFO");
         let _ = writeln!(
@@ -166,8 +209,21 @@ impl Page {
             "Pod hostname: {}; Pod IP: {}; Node IP: {}; Client IP: {}",
             id.hostname, id.pod_ip, id.node_ip, r.client_ip
         );
+        let client = format!(
+            "Client IP {} ({}): {}.",
+            r.client_ip,
+            r.client_class.label(),
+            r.client_class.meaning()
+        );
+        out.push_str(&wrap(&client, 0, 80));
         if let Some(xff) = &r.forwarded_for {
-            let _ = writeln!(out, "X-Forwarded-For: {xff}");
+            let _ = writeln!(
+                out,
+                "X-Forwarded-For: {xff} (set by a proxy in front of this pod)"
+            );
+        }
+        if let Some(words) = r.connection_words() {
+            out.push_str(&wrap(&words, 0, 80));
         }
         let _ = writeln!(out, "\n==== STATUS\n{}\n", self.status);
         let _ = writeln!(
@@ -185,6 +241,8 @@ impl Page {
             release: Badge::of(self.release.as_deref()),
             tip: &self.tip,
             question: &self.question,
+            tip_hop: &self.tip_hop,
+            question_hop: &self.question_hop,
             request: &self.request,
             status: &self.status,
         }
@@ -230,6 +288,8 @@ struct PageHtml<'a> {
     release: Option<Badge<'a>>,
     tip: &'a Reply<String>,
     question: &'a Reply<Question>,
+    tip_hop: &'a Hop,
+    question_hop: &'a Hop,
     request: &'a RequestInfo,
     status: &'a str,
 }

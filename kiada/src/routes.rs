@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::backend::{FailureKind, Service};
+use crate::client_ip::ClientClass;
 use crate::render::{AnswerHtml, Badge, Page, RequestInfo, VERSION, answer_text};
 use crate::{AppState, Error, assets, lab};
 
@@ -78,6 +79,8 @@ async fn api_page(State(state): State<AppState>, visit: Visit) -> Response {
 /// What the page says about the request itself.
 struct Visit {
     client: kit::ClientIp,
+    /// Requests the client's connection has carried, this one included.
+    connection_requests: Option<u64>,
     forwarded_for: Option<String>,
     /// `scheme://host` as the client addressed this pod, for the curl commands on the text page.
     origin: String,
@@ -112,6 +115,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Visit {
         };
         Ok(Visit {
             client,
+            connection_requests: parts.extensions.get::<kit::Connection>().map(|c| c.request),
             forwarded_for: text("x-forwarded-for"),
             origin: format!("{scheme}://{host}"),
         })
@@ -147,14 +151,20 @@ fn is_host(authority: &str) -> bool {
 /// at most that timeout and never hides the other's answer.
 async fn gather(state: &AppState, visit: Visit) -> Page {
     let (tip, question) = tokio::join!(state.backends.quote(), state.backends.random_question());
+    let node = &state.identity.node_name;
+    let client_class = ClientClass::of(visit.client.0, &state.identity.node_ip, &state.networks);
     Page {
         release: state.identity.release.clone(),
+        tip_hop: state.backends.hop(Service::Quote, &tip, node),
+        question_hop: state.backends.hop(Service::Quiz, &question, node),
         tip,
         question,
         request: RequestInfo {
             identity: state.identity.clone(),
             client_ip: visit.client.0.to_string(),
+            client_class,
             forwarded_for: visit.forwarded_for,
+            connection_requests: visit.connection_requests,
         },
         status: state.status.get().to_string(),
         origin: visit.origin,

@@ -12,8 +12,12 @@
   const questionText = document.getElementById("question-text");
   const quizPod = document.getElementById("quiz-pod");
   const quizMs = document.getElementById("quiz-ms");
+  const quizHop = document.getElementById("quiz-hop");
 
+  // The hop list explains the call that built the page; calls made from here go through the
+  // proxy, so it no longer applies once one has been made.
   function showPod(response, started) {
+    if (quizHop) quizHop.hidden = true;
     quizPod.textContent = response.headers.get("X-Backend-Pod-Name") || "no pod";
     quizMs.textContent = (performance.now() - started).toFixed(1);
   }

@@ -16,6 +16,7 @@ mod log_sink;
 pub mod metrics;
 pub mod negotiate;
 mod observe;
+pub use observe::CONNECTION_REQUESTS;
 pub mod request_id;
 mod server;
 pub mod telemetry;

@@ -25,6 +25,10 @@ use crate::identity::ClientIp;
 use crate::metrics::{HttpMetrics, InFlight};
 use crate::{BODY_LIMIT, ErrorFormat, Identity, request_id, telemetry};
 
+/// How many requests the response's connection has carried, this one included: 1 on a new
+/// connection. What explains why a kept-alive client keeps reaching the same pod.
+pub const CONNECTION_REQUESTS: HeaderName = HeaderName::from_static("x-connection-requests");
+
 /// Wraps a router's routes with [`Observe`].
 #[derive(Clone)]
 pub(crate) struct ObserveLayer {
@@ -117,6 +121,10 @@ where
             _ => request_id::make(),
         };
         let client = ClientIp::from_extensions(request.extensions());
+        let connection_requests = request
+            .extensions()
+            .get::<crate::Connection>()
+            .map(|c| c.request);
         let record = Record {
             started,
             // Cheap clones: the method is an enum, the URI shares the request's buffer.
@@ -126,6 +134,7 @@ where
             client,
             _in_flight: self.shared.metrics.as_ref().map(HttpMetrics::start),
             id: id.clone(),
+            connection_requests,
         };
         // A declared body over the limit is refused before any handler runs, whether or not
         // the route reads bodies; a body of unknown length meets the same limit as it is read.
@@ -165,6 +174,8 @@ struct Record {
     /// Counts the request out of flight when dropped, answered or not.
     _in_flight: Option<InFlight>,
     id: HeaderValue,
+    /// Requests its connection has carried, this one included.
+    connection_requests: Option<u64>,
 }
 
 pin_project_lite::pin_project! {
@@ -234,11 +245,14 @@ fn declared_length(request: &Request) -> Option<u64> {
 fn finish(shared: &Shared, record: Record, mut response: Response) -> Response {
     let headers = response.headers_mut();
     // Room for all at once, rather than growing the map on the way.
-    headers.reserve(shared.identity_headers.len() + 1);
+    headers.reserve(shared.identity_headers.len() + 2);
     for (name, value) in &shared.identity_headers {
         headers.insert(name, value.clone());
     }
     headers.insert(request_id::HEADER, record.id.clone());
+    if let Some(n) = record.connection_requests {
+        headers.insert(CONNECTION_REQUESTS, HeaderValue::from(n));
+    }
     let status = response.status().as_u16();
     let elapsed = record.started.elapsed();
     if let Some(metrics) = &shared.metrics {

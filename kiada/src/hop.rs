@@ -1,0 +1,364 @@
+//! How each backend call travelled, in the chapter's terms: where its URL came from, what the
+//! name resolved to, which address was dialled, whether the connection was new or reused, and
+//! which pod on which node answered. All of it comes from the call that was made (the
+//! resolver's answer is recorded when it is asked; the rest is in the response), so explaining
+//! a page costs no extra query or connection.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
+
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use serde::Serialize;
+
+use crate::backend::Reply;
+use crate::discovery::Source;
+
+/// What the resolver answered for each backend host name, the last time it was asked (when a
+/// connection was opened).
+#[derive(Clone, Default)]
+pub struct Resolutions {
+    seen: Arc<RwLock<HashMap<String, Arc<[IpAddr]>>>>,
+}
+
+/// A handful of backend hosts; a bound all the same.
+const MAX_HOSTS: usize = 64;
+
+impl Resolutions {
+    pub fn get(&self, host: &str) -> Option<Arc<[IpAddr]>> {
+        self.seen
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .cloned()
+    }
+
+    fn record(&self, host: String, addrs: &[SocketAddr]) {
+        let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
+        if seen.len() < MAX_HOSTS || seen.contains_key(&host) {
+            seen.insert(host, addrs.iter().map(SocketAddr::ip).collect());
+        }
+    }
+
+    /// A resolver for reqwest that asks `inner` (the system resolver when `None`) and records
+    /// the answer.
+    pub fn resolver(&self, inner: Option<Arc<dyn Resolve>>) -> Arc<dyn Resolve> {
+        Arc::new(Recording {
+            inner,
+            resolutions: self.clone(),
+        })
+    }
+}
+
+struct Recording {
+    inner: Option<Arc<dyn Resolve>>,
+    resolutions: Resolutions,
+}
+
+impl Resolve for Recording {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_owned();
+        let inner = self.inner.clone();
+        let resolutions = self.resolutions.clone();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = match inner {
+                Some(inner) => inner.resolve(name).await?.collect(),
+                // What reqwest does by default: getaddrinfo on a blocking thread.
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            resolutions.record(host, &addrs);
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// One backend: its URL, how that URL was found, and its host.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub url: String,
+    pub source: Source,
+    /// The URL's host; `None` when the URL holds an IP address (nothing to resolve).
+    pub host: Option<String>,
+}
+
+impl Route {
+    pub fn new(url: &str, source: Source) -> Self {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.domain().map(str::to_owned));
+        Route {
+            url: url.to_owned(),
+            source,
+            host,
+        }
+    }
+}
+
+/// The connection a call went over, as the backend counted it.
+#[derive(Clone, Copy, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionUse {
+    pub reused: bool,
+    pub requests_on_connection: u64,
+}
+
+/// Everything the pages say about one call besides its answer.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hop {
+    /// `QUOTE_URL`, `QUOTE_SERVICE_HOST/QUOTE_SERVICE_PORT` or `dns-default`.
+    pub source: &'static str,
+    #[serde(skip)]
+    source_words: &'static str,
+    pub url: String,
+    /// The host name and the addresses it resolved to; `None` for an IP address in the URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<Resolved>,
+    /// The address kiada connected to.
+    #[serde(serialize_with = "as_string", skip_serializing_if = "Option::is_none")]
+    pub remote: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionUse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Whether the answering pod runs on this kiada pod's node; unknown when either node is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub same_node: Option<bool>,
+    /// Whether the address dialled was the answering pod's own (a headless name, a pod IP)
+    /// rather than a virtual IP that kube-proxy forwarded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_to_pod: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Resolved {
+    pub name: String,
+    /// Empty when the lookup was not recorded (no call has opened a connection yet).
+    pub addresses: Vec<IpAddr>,
+}
+
+fn as_string<S: serde::Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(addr) => s.collect_str(addr),
+        None => s.serialize_none(),
+    }
+}
+
+impl Hop {
+    pub fn of<T>(
+        service: &str,
+        route: &Route,
+        reply: &Reply<T>,
+        resolutions: &Resolutions,
+        this_node: &str,
+    ) -> Hop {
+        let known = |v: &str| v != kit::identity::UNKNOWN && !v.is_empty();
+        let same_node = match (&reply.node, known(this_node)) {
+            (Some(node), true) if known(node) => Some(node == this_node),
+            _ => None,
+        };
+        let pod_ip: Option<IpAddr> = reply.pod_ip.as_deref().and_then(|ip| ip.parse().ok());
+        let direct_to_pod = match (reply.remote, pod_ip) {
+            (Some(remote), Some(pod)) => Some(remote.ip().to_canonical() == pod),
+            _ => None,
+        };
+        let (source, source_words) = source_names(service, route.source);
+        Hop {
+            source,
+            source_words,
+            url: route.url.clone(),
+            resolved: route.host.as_ref().map(|host| Resolved {
+                name: host.clone(),
+                addresses: resolutions
+                    .get(host)
+                    .map(|a| a.to_vec())
+                    .unwrap_or_default(),
+            }),
+            remote: reply.remote,
+            connection: reply.connection_requests.map(|n| ConnectionUse {
+                reused: n > 1,
+                requests_on_connection: n,
+            }),
+            node: reply.node.clone(),
+            same_node,
+            direct_to_pod,
+        }
+    }
+
+    /// The explanation in two short lines for the text page: where the URL came from and
+    /// what was dialled; the connection and the pod.
+    pub fn text(&self) -> String {
+        let source = match self.source {
+            "dns-default" => "the DNS default",
+            s => s,
+        };
+        let mut first = format!("via {source}: ");
+        match &self.resolved {
+            Some(r) if r.addresses.is_empty() => {
+                let _ = write!(first, "{} (resolved earlier)", r.name);
+            }
+            Some(r) => {
+                let shown: Vec<String> =
+                    r.addresses.iter().take(3).map(|a| a.to_string()).collect();
+                let _ = write!(first, "{} -> {}", r.name, shown.join(", "));
+                let more = r.addresses.len().saturating_sub(3);
+                if more > 0 {
+                    let _ = write!(first, " +{more}");
+                }
+            }
+            None => first.push_str("an IP address, no lookup"),
+        }
+        if let Some(remote) = self.remote {
+            let _ = write!(first, "; dialled {remote}");
+            match self.direct_to_pod {
+                Some(true) => first.push_str(" (the pod itself)"),
+                Some(false) => first.push_str(" (a virtual IP)"),
+                None => {}
+            }
+        }
+        let mut second = match self.connection {
+            Some(c) if c.reused => format!(
+                "reused connection, request {} on it",
+                c.requests_on_connection
+            ),
+            Some(_) => "new connection".to_owned(),
+            None => "connection not reported".to_owned(),
+        };
+        if let Some(node) = &self.node {
+            let _ = write!(second, "; pod on node {node}");
+            match self.same_node {
+                Some(true) => second.push_str(" (this node)"),
+                Some(false) => second.push_str(" (another node)"),
+                None => {}
+            }
+        }
+        wrap(&first, 2, 80) + &wrap(&second, 2, 80)
+    }
+
+    /// The explanation in sentences, for the HTML page.
+    pub fn sentences(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut where_from = format!("URL {} from {}", self.url, self.source_words);
+        match &self.resolved {
+            Some(r) if r.addresses.len() == 1 => {
+                let _ = write!(where_from, "; {} resolved to {}", r.name, r.addresses[0]);
+            }
+            Some(r) if r.addresses.len() > 1 => {
+                let _ = write!(
+                    where_from,
+                    "; {} resolved to {} addresses ({})",
+                    r.name,
+                    r.addresses.len(),
+                    join(&r.addresses)
+                );
+            }
+            Some(r) => {
+                let _ = write!(where_from, "; {} resolved earlier", r.name);
+            }
+            None => where_from.push_str("; an IP address, nothing to resolve"),
+        }
+        out.push(where_from + ".");
+
+        let mut dialled = match self.remote {
+            Some(remote) => format!("Connected to {remote}"),
+            None => "No connection was made".to_owned(),
+        };
+        match self.direct_to_pod {
+            Some(true) => dialled.push_str(", the pod's own address (no virtual IP)"),
+            Some(false) => {
+                dialled.push_str(", a virtual IP: kube-proxy passed the connection to the pod")
+            }
+            None => {}
+        }
+        match self.connection {
+            Some(c) if c.reused => {
+                let _ = write!(
+                    dialled,
+                    "; a reused connection, request {} on it",
+                    c.requests_on_connection
+                );
+            }
+            Some(_) => dialled.push_str("; a new connection"),
+            None => {}
+        }
+        out.push(dialled + ".");
+
+        if let Some(node) = &self.node {
+            let place = match self.same_node {
+                Some(true) => " (the same node as this kiada pod)",
+                Some(false) => " (another node than this kiada pod's)",
+                None => "",
+            };
+            out.push(format!("The pod runs on node {node}{place}."));
+        }
+        out
+    }
+}
+
+/// The source's name in `/api`, and in words.
+fn source_names(service: &str, source: Source) -> (&'static str, &'static str) {
+    let quote = service == "quote";
+    match (source, quote) {
+        (Source::Explicit, true) => ("QUOTE_URL", "QUOTE_URL"),
+        (Source::Explicit, false) => ("QUIZ_URL", "QUIZ_URL"),
+        (Source::ServiceEnv, true) => (
+            "QUOTE_SERVICE_HOST/QUOTE_SERVICE_PORT",
+            "QUOTE_SERVICE_HOST and QUOTE_SERVICE_PORT, injected by Kubernetes",
+        ),
+        (Source::ServiceEnv, false) => (
+            "QUIZ_SERVICE_HOST/QUIZ_SERVICE_PORT",
+            "QUIZ_SERVICE_HOST and QUIZ_SERVICE_PORT, injected by Kubernetes",
+        ),
+        (Source::DnsDefault, _) => ("dns-default", "the default, the Service's DNS name"),
+    }
+}
+
+fn join(addresses: &[IpAddr]) -> String {
+    addresses
+        .iter()
+        .map(IpAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `text` wrapped at `width` columns, every line indented by `indent` spaces.
+pub fn wrap(text: &str, indent: usize, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent + line.len() + 1 + word.len() > width {
+            let _ = writeln!(out, "{:indent$}{line}", "");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        let _ = writeln!(out, "{:indent$}{line}", "");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_fit_in_80_columns() {
+        let text = "Connected to 10.96.144.7:80, a virtual IP: kube-proxy passed the connection \
+                    to the pod; a reused connection, request 7 on it.";
+        let wrapped = wrap(text, 2, 80);
+        assert!(
+            wrapped
+                .lines()
+                .all(|l| l.len() <= 80 && l.starts_with("  "))
+        );
+        assert_eq!(
+            wrapped.split_whitespace().collect::<Vec<_>>(),
+            text.split_whitespace().collect::<Vec<_>>()
+        );
+    }
+}
