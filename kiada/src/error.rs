@@ -22,6 +22,9 @@ pub enum Error {
         crate::lab::CONNECTIONS_PER_SECOND
     )]
     LabRate { needed: u32, retry_after_s: u64 },
+    /// A lab could not run for a reason on this pod's side.
+    #[error("{0}")]
+    Lab(String),
     /// A backend failed while relaying for the page's script.
     #[error("the {} service failed: {}", service.name(), error.message)]
     Proxy {
@@ -55,6 +58,7 @@ impl IntoResponse for Error {
                 format!("{self}\n"),
             )
                 .into_response(),
+            Error::Lab(_) => (StatusCode::SERVICE_UNAVAILABLE, format!("{self}\n")).into_response(),
             Error::Backend { error, .. } => {
                 (gateway_status(error), format!("ERROR: {self}\n")).into_response()
             }

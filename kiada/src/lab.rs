@@ -70,7 +70,7 @@ impl Limits {
     }
 
     /// Starts a run that may open up to `connections` new connections, or says why not.
-    fn start(&self, connections: u32) -> Result<Running<'_>, Error> {
+    pub(crate) fn start(&self, connections: u32) -> Result<Running<'_>, Error> {
         if self.busy.swap(true, Ordering::Acquire) {
             return Err(Error::LabBusy);
         }
@@ -101,7 +101,7 @@ impl Default for Limits {
 }
 
 /// Lets one lab run at a time use the pod; released on drop.
-struct Running<'a>(&'a AtomicBool);
+pub(crate) struct Running<'a>(&'a AtomicBool);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {

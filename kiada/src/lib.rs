@@ -6,6 +6,7 @@ mod assets;
 pub mod backend;
 pub mod client_ip;
 pub mod discovery;
+pub mod dns_lab;
 mod error;
 pub mod hop;
 pub mod lab;
@@ -52,6 +53,8 @@ pub struct Config {
     pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
     /// Pod and node address ranges, to classify client IPs.
     pub networks: client_ip::Networks,
+    /// The resolver configuration the DNS lab reads.
+    pub resolv_conf: std::path::PathBuf,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             tls: None,
             resolver: None,
             networks: client_ip::Networks::default(),
+            resolv_conf: dns_lab::RESOLV_CONF.into(),
         }
     }
 }
@@ -84,6 +88,7 @@ pub struct AppState {
     /// What bounds the labs: one run at a time, a budget of new backend connections.
     pub labs: Arc<lab::Limits>,
     pub networks: Arc<client_ip::Networks>,
+    pub resolv_conf: Arc<std::path::PathBuf>,
 }
 
 /// Binds the listeners (HTTPS too, unless disabled). Readiness does not depend on the
@@ -107,6 +112,7 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         status: config.status.clone(),
         labs: Arc::new(lab::Limits::new()),
         networks: Arc::new(config.networks.clone()),
+        resolv_conf: Arc::new(config.resolv_conf.clone()),
     };
     let service = kit::Service {
         metrics,

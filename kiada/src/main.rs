@@ -56,11 +56,14 @@ struct Cli {
     )]
     tls_key: PathBuf,
     /// Pod address ranges, comma-separated (IPv4 and IPv6), to say what the client IP is
-    #[arg(long, env = "POD_CIDRS", value_name = "CIDRS", default_value = "")]
-    pod_cidrs: kiada::client_ip::Cidrs,
+    #[arg(long, env = "POD_CIDRS", value_name = "CIDRS")]
+    pod_cidrs: Option<kiada::client_ip::Cidrs>,
     /// Node address ranges, comma-separated (IPv4 and IPv6), to say what the client IP is
-    #[arg(long, env = "NODE_CIDRS", value_name = "CIDRS", default_value = "")]
-    node_cidrs: kiada::client_ip::Cidrs,
+    #[arg(long, env = "NODE_CIDRS", value_name = "CIDRS")]
+    node_cidrs: Option<kiada::client_ip::Cidrs>,
+    /// Resolver configuration the DNS lab (/lab/dns) reads
+    #[arg(long, env = "RESOLV_CONF", value_name = "PATH", default_value = kiada::dns_lab::RESOLV_CONF)]
+    resolv_conf: PathBuf,
 }
 
 /// What Kubernetes injects for a Service that existed when the pod started.
@@ -100,9 +103,10 @@ async fn main() -> ExitCode {
         }),
         resolver: None,
         networks: kiada::client_ip::Networks {
-            pods: cli.pod_cidrs.0,
-            nodes: cli.node_cidrs.0,
+            pods: cli.pod_cidrs.unwrap_or_default().0,
+            nodes: cli.node_cidrs.unwrap_or_default().0,
         },
+        resolv_conf: cli.resolv_conf,
     };
     kit::main_with(kiada::build(config)).await
 }
