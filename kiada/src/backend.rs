@@ -114,6 +114,9 @@ pub struct AnswerResult {
     pub answer_index: usize,
     pub correct_answer_index: usize,
     pub correct: bool,
+    /// Why the correct answer is right, when the question set gives a reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
     pub timestamp: String,
 }
 
