@@ -54,10 +54,10 @@ impl BackendError {
                 "The name did not resolve: check the Service name and namespace (kubectl get svc)."
             }
             FailureKind::Refused => {
-                "Connection refused: no ready endpoints? Check the Service selector and the pods' readiness (kubectl get endpointslices)."
+                "Connection refused: no ready endpoints? Check the Service selector and the pods' readiness (kubectl describe endpointslice -l kubernetes.io/service-name=<service>), and that the targetPort is where the pods listen."
             }
             FailureKind::Timeout => {
-                "No answer in time: the backend is overloaded or hanging, or a NetworkPolicy drops the traffic."
+                "No answer in time: the backend is overloaded or hanging, a NetworkPolicy drops the traffic, or a Local traffic policy finds no endpoint on this node."
             }
             FailureKind::Closed => {
                 "The connection closed before an answer: the backend pod may have crashed or be shutting down."

@@ -265,6 +265,18 @@ mod tests {
         assert!(similarity(&a, &c) < NEAR_IDENTICAL);
     }
 
+    /// The example ConfigMap's set loads: one question explained, one not.
+    #[test]
+    fn the_example_custom_questions_load() {
+        let config_map: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(include_str!("../../examples/custom-questions.yaml")).unwrap();
+        let text = config_map["data"]["questions.yaml"].as_str().unwrap();
+        let questions: Vec<Question> = serde_yaml_ng::from_str(text).unwrap();
+        assert_eq!(validate(&questions), Ok(()));
+        assert!(questions[0].explanation.is_some());
+        assert!(questions[1].explanation.is_none());
+    }
+
     #[test]
     fn validation_names_the_offending_question() {
         let good = q(1, "Q?", &["a", "b"], 1);
