@@ -58,10 +58,10 @@ impl BackendError {
                 "The name did not resolve: check the Service name and namespace (kubectl get svc)."
             }
             FailureKind::Refused => {
-                "Connection refused: no ready endpoints? Check the Service selector and the pods' readiness (kubectl get endpointslices)."
+                "Connection refused: no ready endpoints? Check the Service selector and the pods' readiness (kubectl describe endpointslice -l kubernetes.io/service-name=<service>), and that the targetPort is where the pods listen."
             }
             FailureKind::Timeout => {
-                "No answer in time: the backend is overloaded or hanging, or a NetworkPolicy drops the traffic."
+                "No answer in time: the backend is overloaded or hanging, a NetworkPolicy drops the traffic, or a Local traffic policy finds no endpoint on this node."
             }
             FailureKind::Closed => {
                 "The connection closed before an answer: the backend pod may have crashed or be shutting down."
@@ -168,6 +168,9 @@ pub struct AnswerResult {
     pub answer_index: usize,
     pub correct_answer_index: usize,
     pub correct: bool,
+    /// Why the correct answer is right, when the question set gives a reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
     pub timestamp: String,
 }
 

@@ -306,7 +306,8 @@ pub struct AnswerHtml<'a> {
     pub pod: &'a str,
 }
 
-/// The text reply to `POST /question/{id}/answers/{index}`.
+/// The text reply to `POST /question/{id}/answers/{index}`: the verdict, then the question's
+/// explanation when it has one.
 pub fn answer_text(question: Option<&Question>, result: &AnswerResult, pod: &str) -> String {
     let label = |i: usize| match question.and_then(|q| q.answers.get(i)) {
         Some(text) => format!("{i}) {text}"),
@@ -324,5 +325,9 @@ pub fn answer_text(question: Option<&Question>, result: &AnswerResult, pod: &str
             label(result.correct_answer_index)
         )
     };
-    format!("{verdict}\n(recorded by quiz pod {pod})\n")
+    let explanation = match result.explanation.as_deref().map(str::trim) {
+        Some(text) if !text.is_empty() => format!("{text}\n"),
+        _ => String::new(),
+    };
+    format!("{verdict}\n{explanation}(recorded by quiz pod {pod})\n")
 }

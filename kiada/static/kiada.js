@@ -7,6 +7,7 @@
   if (!form) return;
   const answers = document.getElementById("answers");
   const verdict = document.getElementById("verdict");
+  const explanation = document.getElementById("explanation");
   const next = document.getElementById("next");
   const questionId = document.getElementById("question-id");
   const questionText = document.getElementById("question-text");
@@ -20,6 +21,12 @@
     if (quizHop) quizHop.hidden = true;
     quizPod.textContent = response.headers.get("X-Backend-Pod-Name") || "no pod";
     quizMs.textContent = (performance.now() - started).toFixed(1);
+  }
+
+  // Backend text: set as text, never parsed as HTML.
+  function explain(text) {
+    explanation.textContent = typeof text === "string" ? text : "";
+    explanation.hidden = explanation.textContent === "";
   }
 
   function buttons() {
@@ -46,6 +53,7 @@
       if (!result.correct) button.classList.add("incorrect");
       verdict.textContent = result.correct ? "Correct!" : "Incorrect.";
       verdict.className = "verdict " + (result.correct ? "correct" : "incorrect");
+      explain(result.explanation);
     } catch (e) {
       verdict.textContent = "Could not record the answer: " + e.message;
       verdict.className = "verdict incorrect";
@@ -77,6 +85,7 @@
       }));
       verdict.textContent = "";
       verdict.className = "verdict";
+      explain("");
       next.hidden = true;
     } catch (e) {
       verdict.textContent = "Could not load a question: " + e.message;

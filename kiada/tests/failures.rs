@@ -173,7 +173,12 @@ async fn the_proxy_relays_only_its_routes_and_names_the_backend_pod() {
     .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-backend-pod-name"], "quiz-a");
-    assert_eq!(res.json::<Value>().await.unwrap()["correct"], true);
+    let verdict = res.json::<Value>().await.unwrap();
+    assert_eq!(verdict["correct"], true);
+    assert_eq!(
+        verdict["explanation"], EXPLANATION,
+        "relayed as JSON: {verdict}"
+    );
 
     // A backend 4xx passes through unchanged.
     let res = post_json(

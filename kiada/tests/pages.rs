@@ -130,11 +130,12 @@ async fn answering_from_curl_says_right_or_wrong_and_which_is_right() {
     let res = post(format!("{url}/question/7/answers/1")).await;
     assert_eq!(res.status(), 200);
     let body = res.text().await.unwrap();
-    assert!(
-        body.starts_with("Correct! 1) Beta is the right answer."),
-        "{body}"
+    assert_eq!(
+        body,
+        format!(
+            "Correct! 1) Beta is the right answer.\n{EXPLANATION}\n(recorded by quiz pod quiz-a)\n"
+        )
     );
-    assert!(body.contains("quiz-a"), "{body}");
 
     let body = post(format!("{url}/question/7/answers/0"))
         .await
@@ -142,8 +143,10 @@ async fn answering_from_curl_says_right_or_wrong_and_which_is_right() {
         .await
         .unwrap();
     assert!(
-        body.starts_with("Wrong: you chose 0) Alpha. The right answer is 1) Beta."),
-        "{body}"
+        body.starts_with(&format!(
+            "Wrong: you chose 0) Alpha. The right answer is 1) Beta.\n{EXPLANATION}\n"
+        )),
+        "the explanation follows the verdict: {body}"
     );
 
     let res = post(format!("{url}/question/7/answers/9")).await;
@@ -184,6 +187,7 @@ async fn answering_through_the_form_shows_a_result_page() {
         "the next link is relative: {html}"
     );
     assert!(html.contains(r#"href="../static/style.css""#), "{html}");
+    assert_escaped_explanation(&html);
 
     let html = client
         .post(&url)
@@ -198,6 +202,7 @@ async fn answering_through_the_form_shows_a_result_page() {
         html.contains("Incorrect.") && html.contains(r#"class="answer incorrect""#),
         "{html}"
     );
+    assert_escaped_explanation(&html);
 
     let res = client
         .post(&url)
@@ -242,4 +247,53 @@ async fn static_assets_are_embedded() {
         !html.contains("href=\"/") && !html.contains("src=\"/"),
         "{html}"
     );
+}
+
+/// The explanation shows after the verdict, its markup escaped.
+fn assert_escaped_explanation(html: &str) {
+    assert!(
+        !html.contains("<script>"),
+        "unescaped explanation in:\n{html}"
+    );
+    let escaped = [
+        "Beta wins: &#60;script&#62;alert(&#39;why&#39;)&#60;/script&#62; &#38; that is all.",
+        "Beta wins: &lt;script&gt;alert(&#x27;why&#x27;)&lt;/script&gt; &amp; that is all.",
+    ];
+    let at = escaped
+        .iter()
+        .find_map(|e| html.find(e))
+        .unwrap_or_else(|| panic!("no escaped explanation in:\n{html}"));
+    let verdict = html.find(r#"id="verdict""#).expect("a verdict");
+    assert!(verdict < at, "the explanation follows the verdict:\n{html}");
+}
+
+#[tokio::test]
+async fn an_answer_without_explanation_shows_only_the_verdict() {
+    let quote = serve(quote("q", "A tip.")).await;
+    let quiz = serve(quiz_explaining("quiz-b", "Which?", None)).await;
+    let kiada = start(config(&format!("{}/quote", quote.url), &quiz.url)).await;
+    let client = reqwest::Client::new();
+    let body = client
+        .post(format!("{}/question/7/answers/1", kiada.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        body,
+        "Correct! 1) Beta is the right answer.\n(recorded by quiz pod quiz-b)\n"
+    );
+    let html = client
+        .post(format!("{}/html/answer", kiada.url()))
+        .form(&[("questionId", "7"), ("answerIndex", "0")])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Incorrect."), "{html}");
+    assert!(!html.contains(r#"id="explanation""#), "{html}");
 }

@@ -7,7 +7,10 @@
 //!   text: "What does …?"       # not empty
 //!   answers: ["a", "b", "c"]   # at least two, none empty
 //!   correctAnswerIndex: 0      # zero-based index into answers
+//!   explanation: "Because …"   # optional, not empty when given; shown once answered
 //! ```
+//!
+//! Unknown fields are rejected. The bundled set must give every question an explanation.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,9 @@ pub struct Question {
     pub text: String,
     pub answers: Vec<String>,
     pub correct_answer_index: usize,
+    /// Why the correct answer is right; revealed only with the verdict on an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +49,9 @@ pub fn bundled() -> Vec<Question> {
     let questions: Vec<Question> =
         serde_yaml_ng::from_str(BUNDLED).expect("the bundled questions parse");
     validate(&questions).expect("the bundled questions are valid");
+    if let Some(q) = questions.iter().find(|q| q.explanation.is_none()) {
+        panic!("bundled question {} has no explanation", q.id);
+    }
     questions
 }
 
@@ -101,6 +110,9 @@ pub fn validate(questions: &[Question]) -> Result<(), String> {
                 q.answers.len()
             ));
         }
+        if q.explanation.as_ref().is_some_and(|e| e.trim().is_empty()) {
+            return fail("explanation is empty".into());
+        }
     }
     Ok(())
 }
@@ -115,21 +127,150 @@ mod tests {
             text: text.into(),
             answers: answers.iter().map(|a| a.to_string()).collect(),
             correct_answer_index: correct,
+            explanation: None,
         }
     }
 
     #[test]
     fn bundled_questions_are_many_and_well_formed() {
         let questions = bundled();
-        assert!(questions.len() >= 25, "only {}", questions.len());
+        assert!(questions.len() >= 60, "only {}", questions.len());
+        let ids: HashSet<_> = questions.iter().map(|q| q.id).collect();
+        assert_eq!(ids.len(), questions.len(), "duplicate ids");
         for q in &questions {
-            assert!((3..=5).contains(&q.answers.len()), "question {}", q.id);
-            let distinct: HashSet<_> = q.answers.iter().collect();
+            assert!((3..=4).contains(&q.answers.len()), "question {}", q.id);
+            let distinct: HashSet<_> = q.answers.iter().map(|a| a.to_lowercase()).collect();
             assert_eq!(distinct.len(), q.answers.len(), "question {}", q.id);
+            let explanation = q.explanation.as_deref().unwrap_or_default();
+            assert!(
+                !explanation.trim().is_empty(),
+                "question {} has no explanation",
+                q.id
+            );
+            for answer in &q.answers {
+                let lower = answer.to_lowercase();
+                assert!(
+                    !lower.contains("all of the above") && !lower.contains("none of the above"),
+                    "question {}: {answer}",
+                    q.id
+                );
+            }
         }
-        // The correct answer should not always sit in the same place.
-        let positions: HashSet<_> = questions.iter().map(|q| q.correct_answer_index).collect();
-        assert!(positions.len() >= 3);
+        // The correct answer does not always sit in the same place.
+        for position in 0..4 {
+            let count = questions
+                .iter()
+                .filter(|q| q.correct_answer_index == position)
+                .count();
+            assert!(
+                count * 100 <= questions.len() * 40,
+                "position {position} is correct in {count} of {} questions",
+                questions.len()
+            );
+        }
+    }
+
+    /// The correct answer must not give itself away by being the longest option.
+    #[test]
+    fn the_correct_answer_is_rarely_the_longest() {
+        let questions = bundled();
+        let longest: Vec<u32> = questions
+            .iter()
+            .filter(|q| correct_is_strictly_longest(q))
+            .map(|q| q.id)
+            .collect();
+        assert!(
+            longest.len() * 100 <= questions.len() * 35,
+            "the correct answer is the longest in {} of {} questions: {longest:?}",
+            longest.len(),
+            questions.len()
+        );
+    }
+
+    fn correct_is_strictly_longest(q: &Question) -> bool {
+        let len = |i: usize| q.answers[i].chars().count();
+        let correct = len(q.correct_answer_index);
+        (0..q.answers.len()).all(|i| i == q.correct_answer_index || len(i) < correct)
+    }
+
+    #[test]
+    fn longest_answer_check_sees_ties_and_wins() {
+        assert!(correct_is_strictly_longest(&q(
+            1,
+            "Q?",
+            &["abc", "ab", "a"],
+            0
+        )));
+        assert!(!correct_is_strictly_longest(&q(
+            1,
+            "Q?",
+            &["abc", "abc", "a"],
+            0
+        )));
+        assert!(!correct_is_strictly_longest(&q(
+            1,
+            "Q?",
+            &["a", "abc", "ab"],
+            0
+        )));
+    }
+
+    /// Two questions whose words (text and answers) overlap this much ask the same thing.
+    const NEAR_IDENTICAL: f64 = 0.8;
+
+    fn words(text: &str) -> HashSet<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    }
+
+    /// Jaccard similarity of two word sets: shared words over all words.
+    fn similarity(a: &HashSet<String>, b: &HashSet<String>) -> f64 {
+        let union = a.union(b).count();
+        if union == 0 {
+            return 1.0;
+        }
+        a.intersection(b).count() as f64 / union as f64
+    }
+
+    #[test]
+    fn no_two_bundled_questions_are_nearly_identical() {
+        let questions = bundled();
+        let sets: Vec<_> = questions
+            .iter()
+            .map(|q| (q.id, words(&format!("{} {}", q.text, q.answers.join(" ")))))
+            .collect();
+        for (i, (id_a, a)) in sets.iter().enumerate() {
+            for (id_b, b) in &sets[i + 1..] {
+                let s = similarity(a, b);
+                assert!(
+                    s < NEAR_IDENTICAL,
+                    "questions {id_a} and {id_b} are nearly identical ({s:.2})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn similarity_spots_reworded_duplicates() {
+        let a = words("What does a ClusterIP Service give its clients?");
+        let b = words("What does a ClusterIP Service give to its clients?");
+        assert!(similarity(&a, &b) >= NEAR_IDENTICAL);
+        let c = words("Which range does Kubernetes allocate node ports from?");
+        assert!(similarity(&a, &c) < NEAR_IDENTICAL);
+    }
+
+    /// The example ConfigMap's set loads: one question explained, one not.
+    #[test]
+    fn the_example_custom_questions_load() {
+        let config_map: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(include_str!("../../examples/custom-questions.yaml")).unwrap();
+        let text = config_map["data"]["questions.yaml"].as_str().unwrap();
+        let questions: Vec<Question> = serde_yaml_ng::from_str(text).unwrap();
+        assert_eq!(validate(&questions), Ok(()));
+        assert!(questions[0].explanation.is_some());
+        assert!(questions[1].explanation.is_none());
     }
 
     #[test]
@@ -160,6 +301,13 @@ mod tests {
             (
                 vec![q(0, "Q?", &["a", "b"], 0)],
                 "question 0: id must be a positive integer",
+            ),
+            (
+                vec![Question {
+                    explanation: Some(" ".into()),
+                    ..q(6, "Q?", &["a", "b"], 0)
+                }],
+                "question 6: explanation is empty",
             ),
             (vec![], "holds no questions"),
         ];

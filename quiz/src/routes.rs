@@ -78,13 +78,17 @@ impl AnswerRequest {
     }
 }
 
+/// The verdict on an answer. `explanation` is left out when the question has none (a custom
+/// file may omit it).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct AnswerResponse {
+struct AnswerResponse<'a> {
     question_id: u32,
     answer_index: usize,
     correct_answer_index: usize,
     correct: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explanation: Option<&'a str>,
     timestamp: String,
 }
 
@@ -92,7 +96,7 @@ async fn answer(
     State(state): State<AppState>,
     QuestionId(id): QuestionId,
     body: Result<Json<serde_json::Map<String, serde_json::Value>>, JsonRejection>,
-) -> Result<Json<AnswerResponse>, Error> {
+) -> Result<Response, Error> {
     let request = AnswerRequest::from_object(body?.0)?;
     if request.question_id != i64::from(id) {
         return Err(Error::BadRequest(format!(
@@ -126,8 +130,10 @@ async fn answer(
         answer_index,
         correct_answer_index: q.correct_answer_index,
         correct,
+        explanation: q.explanation.as_deref(),
         timestamp: humantime::format_rfc3339_millis(recorded).to_string(),
-    }))
+    })
+    .into_response())
 }
 
 async fn question_stats(

@@ -87,15 +87,17 @@ async fn questions_come_without_their_correct_answer() {
     assert_eq!(q["id"], 1);
     assert!(q["answers"].as_array().unwrap().len() >= 3);
 
-    // Random questions cover the set (30 bundled; 300 draws miss one with p < 0.001).
+    // Random questions cover the set: 30 draws per bundled question miss one with p < 1e-11.
+    let count = quiz::questions::bundled().len();
     let mut seen = HashSet::new();
-    for _ in 0..300 {
+    for _ in 0..30 * count {
         let (status, q) = quiz.get("/questions/random").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(q.get("correctAnswerIndex").is_none());
+        let keys: HashSet<&str> = q.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, HashSet::from(["id", "text", "answers"]), "{q}");
         seen.insert(q["id"].as_u64().unwrap());
     }
-    assert!(seen.len() >= 28, "only {} distinct questions", seen.len());
+    assert_eq!(seen.len(), count);
     quiz.stop().await;
 }
 
@@ -103,25 +105,41 @@ async fn questions_come_without_their_correct_answer() {
 async fn answers_are_judged_recorded_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let quiz = Quiz::start(&db_in(&dir)).await;
-    // Bundled question 1: the correct answer is index 0.
+    let bundled = quiz::questions::bundled();
+    let (q1, q5) = (&bundled[0], &bundled[4]);
+    assert_eq!((q1.id, q5.id), (1, 5));
+    let right_index = q1.correct_answer_index;
+    let wrong_index = (right_index + 1) % q1.answers.len();
+    let explanation = q1
+        .explanation
+        .as_deref()
+        .expect("bundled questions explain");
     let (status, right) = quiz
-        .answer("1", json!({"questionId": 1, "answerIndex": 0}))
+        .answer("1", json!({"questionId": 1, "answerIndex": right_index}))
         .await;
     assert_eq!(status, StatusCode::OK, "{right}");
     assert_eq!(right["questionId"], 1);
-    assert_eq!(right["answerIndex"], 0);
-    assert_eq!(right["correctAnswerIndex"], 0);
+    assert_eq!(right["answerIndex"], right_index);
+    assert_eq!(right["correctAnswerIndex"], right_index);
     assert_eq!(right["correct"], true);
+    assert_eq!(right["explanation"], explanation);
     let stamp = right["timestamp"].as_str().unwrap();
     humantime::parse_rfc3339(stamp).unwrap_or_else(|e| panic!("{stamp}: {e}"));
 
     let (_, wrong) = quiz
-        .answer("1", json!({"questionId": 1, "answerIndex": 2}))
+        .answer("1", json!({"questionId": 1, "answerIndex": wrong_index}))
         .await;
     assert_eq!(wrong["correct"], false);
-    assert_eq!(wrong["correctAnswerIndex"], 0);
-    quiz.answer("5", json!({"questionId": 5, "answerIndex": 1}))
-        .await;
+    assert_eq!(wrong["correctAnswerIndex"], right_index);
+    assert_eq!(
+        wrong["explanation"], explanation,
+        "explained when wrong too"
+    );
+    quiz.answer(
+        "5",
+        json!({"questionId": 5, "answerIndex": q5.correct_answer_index}),
+    )
+    .await;
 
     let (status, one) = quiz.get("/questions/1/stats").await;
     assert_eq!(status, StatusCode::OK);
@@ -136,7 +154,10 @@ async fn answers_are_judged_recorded_and_counted() {
     let (_, all) = quiz.get("/stats").await;
     assert_eq!(all["answerCount"], 3);
     assert_eq!(all["correctCount"], 2);
-    assert_eq!(all["questions"].as_array().unwrap().len(), 30);
+    assert_eq!(
+        all["questions"].as_array().unwrap().len(),
+        quiz::questions::bundled().len()
+    );
     quiz.stop().await;
 }
 
@@ -387,8 +408,9 @@ async fn answers_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_in(&dir);
     let quiz = Quiz::start(&db).await;
+    let right = quiz::questions::bundled()[6].correct_answer_index;
     for _ in 0..3 {
-        quiz.answer("7", json!({"questionId": 7, "answerIndex": 2}))
+        quiz.answer("7", json!({"questionId": 7, "answerIndex": right}))
             .await;
     }
     quiz.stop().await;
@@ -421,6 +443,7 @@ async fn a_new_question_set_is_upserted_by_id_and_history_is_kept() {
   text: "Two?"
   answers: ["a", "b"]
   correctAnswerIndex: 1
+  explanation: "Because <b>b</b>."
 "#,
     );
     let quiz = Quiz::start_with(Config {
@@ -428,18 +451,19 @@ async fn a_new_question_set_is_upserted_by_id_and_history_is_kept() {
         ..Config::local("q", db.clone())
     })
     .await;
-    assert_eq!(
-        quiz.answer("1", json!({"questionId": 1, "answerIndex": 0}))
-            .await
-            .1["correct"],
-        true
-    );
-    assert_eq!(
-        quiz.answer("2", json!({"questionId": 2, "answerIndex": 1}))
-            .await
-            .1["correct"],
-        true
-    );
+    // An explanation is optional in a custom file: without one the answer carries none.
+    let (_, one) = quiz
+        .answer("1", json!({"questionId": 1, "answerIndex": 0}))
+        .await;
+    assert_eq!(one["correct"], true);
+    assert!(one.get("explanation").is_none(), "{one}");
+    let (_, two) = quiz
+        .answer("2", json!({"questionId": 2, "answerIndex": 0}))
+        .await;
+    assert_eq!(two["correct"], false);
+    assert_eq!(two["explanation"], "Because <b>b</b>.");
+    let (_, q2) = quiz.get("/questions/2").await;
+    assert!(q2.get("explanation").is_none(), "{q2}");
     quiz.stop().await;
 
     // Question 1 changes its correct answer, 2 leaves the set, 3 joins: a JSON file this time.
@@ -515,6 +539,16 @@ async fn an_invalid_question_set_stops_the_start_naming_the_question() {
             "typo.yaml",
             "- {id: 8, text: A?, answer: [a, b], correctAnswerIndex: 0}\n",
             "unknown field `answer`",
+        ),
+        (
+            "typo2.yaml",
+            "- {id: 9, text: A?, answers: [a, b], correctAnswerIndex: 0, explaination: x}\n",
+            "unknown field `explaination`",
+        ),
+        (
+            "blank.yaml",
+            "- {id: 10, text: A?, answers: [a, b], correctAnswerIndex: 0, explanation: ' '}\n",
+            "question 10: explanation is empty",
         ),
         ("broken.json", "[{", "not valid JSON"),
     ];

@@ -162,15 +162,69 @@ mod tests {
         assert_eq!(parse("a\r\n%\r\nb\r\n").len(), 2);
     }
 
+    /// The longest tip the page shows well.
+    const MAX_TIP_LEN: usize = 300;
+
+    /// Two tips whose word sets overlap this much (Jaccard similarity) say the same thing.
+    const NEAR_IDENTICAL: f64 = 0.8;
+
     #[test]
     fn bundled_tips_are_many_distinct_and_short() {
         let tips = parse(BUNDLED);
-        assert!(tips.len() >= 60, "only {} bundled tips", tips.len());
+        assert!(tips.len() >= 100, "only {} bundled tips", tips.len());
         let distinct: std::collections::HashSet<_> = tips.iter().collect();
         assert_eq!(distinct.len(), tips.len(), "duplicate bundled tips");
         for tip in &tips {
-            assert!(tip.len() <= 300, "tip too long for a page: {tip}");
+            assert!(
+                tip.chars().count() <= MAX_TIP_LEN,
+                "tip too long for a page: {tip}"
+            );
             assert!(!tip.contains('%'), "stray separator in: {tip}");
         }
+    }
+
+    fn words(text: &str) -> std::collections::HashSet<String> {
+        text.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    }
+
+    fn similarity(
+        a: &std::collections::HashSet<String>,
+        b: &std::collections::HashSet<String>,
+    ) -> f64 {
+        let union = a.union(b).count();
+        if union == 0 {
+            return 1.0;
+        }
+        a.intersection(b).count() as f64 / union as f64
+    }
+
+    #[test]
+    fn no_two_bundled_tips_are_nearly_identical() {
+        let tips = parse(BUNDLED);
+        let sets: Vec<_> = tips.iter().map(|t| words(t)).collect();
+        for i in 0..tips.len() {
+            for j in i + 1..tips.len() {
+                let s = similarity(&sets[i], &sets[j]);
+                assert!(
+                    s < NEAR_IDENTICAL,
+                    "nearly identical tips ({s:.2}):\n{}\n{}",
+                    tips[i],
+                    tips[j]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn similarity_spots_reworded_duplicates() {
+        let a = words("Pod IPs change whenever a pod is replaced. Talk to Services, not pod IPs.");
+        let b =
+            words("Pod IPs change whenever a pod is replaced: talk to Services, not to pod IPs.");
+        assert!(similarity(&a, &b) >= NEAR_IDENTICAL);
+        let c = words("A Service balances connections, not requests.");
+        assert!(similarity(&a, &c) < NEAR_IDENTICAL);
     }
 }

@@ -91,8 +91,20 @@ pub fn failing(status: StatusCode) -> Router {
 pub const QUESTION_ID: u32 = 7;
 pub const CORRECT: usize = 1;
 
-/// A quiz service with one question, 7, whose correct answer is 1.
+/// The explanation the stand-in quiz gives with every verdict: markup that must be escaped.
+pub const EXPLANATION: &str = "Beta wins: <script>alert('why')</script> & that is all.";
+
+/// A quiz service with one question, 7, whose correct answer is 1, explained by [`EXPLANATION`].
 pub fn quiz(pod: &'static str, text: &'static str) -> Router {
+    quiz_explaining(pod, text, Some(EXPLANATION))
+}
+
+/// The same quiz service, with the given explanation or none (as from a custom question file).
+pub fn quiz_explaining(
+    pod: &'static str,
+    text: &'static str,
+    explanation: Option<&'static str>,
+) -> Router {
     let question = move || json!({"id": QUESTION_ID, "text": text, "answers": ["Alpha", "Beta", "<b>Gamma</b>"]});
     Router::new()
         .route(
@@ -132,14 +144,14 @@ pub fn quiz(pod: &'static str, text: &'static str) -> Router {
                             Json(json!({"error": format!("answerIndex {index} is out of range")})),
                         );
                     }
-                    (
-                        StatusCode::OK,
-                        pod_headers(pod),
-                        Json(json!({
-                            "questionId": id, "answerIndex": index, "correctAnswerIndex": CORRECT,
-                            "correct": index == CORRECT, "timestamp": "2026-11-22T10:00:00.000Z"
-                        })),
-                    )
+                    let mut verdict = json!({
+                        "questionId": id, "answerIndex": index, "correctAnswerIndex": CORRECT,
+                        "correct": index == CORRECT, "timestamp": "2026-11-22T10:00:00.000Z"
+                    });
+                    if let Some(explanation) = explanation {
+                        verdict["explanation"] = explanation.into();
+                    }
+                    (StatusCode::OK, pod_headers(pod), Json(verdict))
                 },
             ),
         )
