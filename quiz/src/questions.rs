@@ -33,7 +33,7 @@ pub struct Question {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuestionsError {
-    #[error("questions file: {0}")]
+    #[error("cannot read questions file: {0}")]
     Read(#[from] kit::file::FileError),
     #[error("questions file {path} is not valid {format}: {message}")]
     Parse {

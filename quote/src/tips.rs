@@ -17,7 +17,7 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TipsError {
-    #[error("tips file: {0}")]
+    #[error("cannot read tips file: {0}")]
     Read(#[from] kit::file::FileError),
     #[error("tips file {path} holds no tips (separate tips with lines holding only %)")]
     Empty { path: PathBuf },
