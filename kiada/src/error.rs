@@ -22,6 +22,9 @@ pub enum Error {
         crate::lab::CONNECTIONS_PER_SECOND
     )]
     LabRate { needed: u32, retry_after_s: u64 },
+    /// A page template failed: kiada's own bug, never the client's.
+    #[error("the page could not be rendered: {0}")]
+    Template(#[from] askama::Error),
     /// A lab could not run for a reason on this pod's side.
     #[error("{0}")]
     Lab(String),
@@ -59,6 +62,10 @@ impl IntoResponse for Error {
             )
                 .into_response(),
             Error::Lab(_) => (StatusCode::SERVICE_UNAVAILABLE, format!("{self}\n")).into_response(),
+            Error::Template(e) => {
+                tracing::error!("template failed: {e}");
+                (StatusCode::INTERNAL_SERVER_ERROR, format!("{self}\n")).into_response()
+            }
             Error::Backend { error, .. } => {
                 (gateway_status(error), format!("ERROR: {self}\n")).into_response()
             }

@@ -234,7 +234,7 @@ impl Page {
         out
     }
 
-    pub fn html(&self) -> String {
+    pub fn html(&self) -> Result<String, askama::Error> {
         PageHtml {
             base: "",
             version: VERSION,
@@ -247,7 +247,6 @@ impl Page {
             status: &self.status,
         }
         .render()
-        .unwrap_or_else(|e| format!("template error: {e}"))
     }
 }
 

@@ -51,8 +51,8 @@ async fn text_page(State(state): State<AppState>, visit: Visit) -> Response {
     ([(CONTENT_TYPE, "text/plain; charset=utf-8")], page.text()).into_response()
 }
 
-async fn html_page(State(state): State<AppState>, visit: Visit) -> Response {
-    html(StatusCode::OK, gather(&state, visit).await.html())
+async fn html_page(State(state): State<AppState>, visit: Visit) -> Result<Response, Error> {
+    Ok(html(StatusCode::OK, gather(&state, visit).await.html()?))
 }
 
 /// An HTML page with the headers that keep it from being framed or made to run anything but
@@ -233,9 +233,10 @@ async fn form_answer(
             result,
             pod,
         };
-        let body =
-            askama::Template::render(&html).unwrap_or_else(|e| format!("template error: {e}"));
-        self::html(status, body)
+        match askama::Template::render(&html) {
+            Ok(body) => self::html(status, body),
+            Err(e) => Error::from(e).into_response(),
+        }
     };
     let form = match form {
         // A body of unknown length over the limit; a declared one never reaches the handler.

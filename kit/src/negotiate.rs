@@ -47,8 +47,12 @@ fn parse_range(range: &str) -> Option<(&str, f32)> {
     if media.is_empty() {
         return None;
     }
+    // Parameter names are case-insensitive (RFC 9110, 5.6.6): `Q=0.5` is a q-value too.
     let q = parts
-        .filter_map(|p| p.trim().strip_prefix("q="))
+        .filter_map(|p| {
+            let (name, value) = p.split_once('=')?;
+            name.trim().eq_ignore_ascii_case("q").then_some(value)
+        })
         .find_map(|q| q.trim().parse::<f32>().ok())
         .unwrap_or(1.0);
     Some((media, q))
@@ -121,5 +125,13 @@ mod tests {
         assert_eq!(best(&accept("image/png"), PAGES), None);
         assert!(wants_json(&accept("application/json, text/plain;q=0.9")));
         assert!(!wants_json(&accept("*/*")));
+        assert_eq!(
+            best(&accept("application/json;Q=0, */*"), PAGES),
+            Some("text/plain")
+        );
+        assert_eq!(
+            best(&accept("text/plain; Q=0.2, application/json ; q = 0.9"), PAGES),
+            Some("application/json")
+        );
     }
 }
