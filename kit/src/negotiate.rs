@@ -130,7 +130,10 @@ mod tests {
             Some("text/plain")
         );
         assert_eq!(
-            best(&accept("text/plain; Q=0.2, application/json ; q = 0.9"), PAGES),
+            best(
+                &accept("text/plain; Q=0.2, application/json ; q = 0.9"),
+                PAGES
+            ),
             Some("application/json")
         );
     }

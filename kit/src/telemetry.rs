@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use axum::http::{HeaderValue, Method};
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::LogFormat;
 use crate::identity::ClientIp;
@@ -45,16 +46,30 @@ pub fn init(format: LogFormat) -> LogGuard {
     let ansi = std::io::stdout().is_terminal();
     let _ = STYLE.set(Style { format, ansi });
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = subscriber(format, ansi, log_sink::MakeSinkWriter, filter).try_init();
+    LogGuard(())
+}
+
+/// The subscriber every other line goes through; the request lines copy its layout, and a test
+/// holds them to it.
+fn subscriber<W>(
+    format: LogFormat,
+    ansi: bool,
+    writer: W,
+    filter: EnvFilter,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(log_sink::MakeSinkWriter)
+        .with_writer(writer)
         .with_target(false)
         .with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-    LogGuard(())
+    match format {
+        LogFormat::Text => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(builder.json().flatten_event(true).finish()),
+    }
 }
 
 /// What a request's log line says.
@@ -334,6 +349,56 @@ mod tests {
         assert_eq!(event["request_id"], "a\"b");
         let stamp = event["timestamp"].as_str().unwrap();
         assert!(humantime::parse_rfc3339(stamp).is_ok(), "{stamp}");
+    }
+
+    /// The same request through tracing-subscriber (the way every other line is written) and
+    /// through the fast path, timestamps aside: an upgrade that changes the layout fails here.
+    #[test]
+    fn request_lines_match_what_tracing_subscriber_writes() {
+        #[derive(Clone, Default)]
+        struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Capture {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let without_stamp = |line: &str| line.split_once(' ').unwrap().1.to_owned();
+        let id = HeaderValue::from_static("a\"b");
+        for (format, level) in [
+            (LogFormat::Text, Level::INFO),
+            (LogFormat::Text, Level::DEBUG),
+            (LogFormat::Json, Level::INFO),
+            (LogFormat::Json, Level::DEBUG),
+        ] {
+            let capture = Capture::default();
+            let writer = {
+                let capture = capture.clone();
+                move || capture.clone()
+            };
+            let subscriber = subscriber(format, false, writer, EnvFilter::new("debug"));
+            tracing::subscriber::with_default(subscriber, || emit_event(level, &line(&id)));
+            let theirs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+            let mut ours = Vec::new();
+            match format {
+                LogFormat::Text => write_text(&mut ours, false, level, &line(&id)).unwrap(),
+                LogFormat::Json => write_json(&mut ours, level, &line(&id)).unwrap(),
+            }
+            let ours = String::from_utf8(ours).unwrap();
+            match format {
+                LogFormat::Text => assert_eq!(without_stamp(&ours), without_stamp(&theirs)),
+                LogFormat::Json => {
+                    let strip = |line: &str| {
+                        let (_, rest) = line.split_once(r#"","level""#).unwrap();
+                        rest.to_owned()
+                    };
+                    assert_eq!(strip(&ours), strip(&theirs));
+                }
+            }
+        }
     }
 
     #[test]
