@@ -55,13 +55,13 @@ impl BackendError {
     pub fn hint(&self) -> &'static str {
         match self.kind {
             FailureKind::Dns => {
-                "The name did not resolve: check the Service name and namespace (kubectl get svc)."
+                "The name did not resolve: check the Service name and namespace (kubectl get svc -n kiada)."
             }
             FailureKind::Refused => {
-                "Connection refused: no ready endpoints? Check the Service selector and the pods' readiness (kubectl describe endpointslice -l kubernetes.io/service-name=<service>), and that the targetPort is where the pods listen."
+                "Connection refused: no ready endpoints? Check the Service selector and the pods' readiness (kubectl describe endpointslice -n kiada -l kubernetes.io/service-name=<service>), and that the targetPort is where the pods listen."
             }
             FailureKind::Timeout => {
-                "No answer in time: the backend is overloaded or hanging, a NetworkPolicy drops the traffic, or a Local traffic policy finds no endpoint on this node."
+                "No answer in time: the backend is overloaded or hanging, a NetworkPolicy drops the traffic (a targetPort it does not admit, too), or a Local traffic policy finds no endpoint on this node."
             }
             FailureKind::Closed => {
                 "The connection closed before an answer: the backend pod may have crashed or be shutting down."
@@ -70,7 +70,7 @@ impl BackendError {
                 "Could not connect: check the backend URL and the network path to it."
             }
             FailureKind::Status(_) => {
-                "The backend answered with an error: check its logs (kubectl logs)."
+                "The backend answered with an error: check its logs (kubectl logs -n kiada -l app=<service>)."
             }
             FailureKind::InvalidResponse => {
                 "The backend answered something unexpected: is the URL pointing at the right service?"

@@ -41,6 +41,8 @@ impl FromStr for Cidrs {
 pub enum ClientClass {
     Loopback,
     ThisNode,
+    /// The first address of a node range: the node network's gateway (kind: the host).
+    Gateway,
     OtherNode,
     Pod,
     Outside,
@@ -56,6 +58,8 @@ impl ClientClass {
             .is_ok_and(|n| n.to_canonical() == ip)
         {
             ClientClass::ThisNode
+        } else if networks.nodes.iter().any(|n| first_host(n) == Some(ip)) {
+            ClientClass::Gateway
         } else if networks.nodes.iter().any(|n| n.contains(&ip)) {
             ClientClass::OtherNode
         } else if networks.pods.iter().any(|n| n.contains(&ip)) {
@@ -74,6 +78,7 @@ impl ClientClass {
         match self {
             ClientClass::Loopback => "loopback",
             ClientClass::ThisNode => "this pod's node",
+            ClientClass::Gateway => "the node network's gateway",
             ClientClass::OtherNode => "another node",
             ClientClass::Pod => "the pod network",
             ClientClass::Outside => "outside the cluster",
@@ -93,6 +98,11 @@ impl ClientClass {
                  whose client address kube-proxy replaced (externalTrafficPolicy: Cluster; \
                  the kiada-local NodePort, with Local, keeps it)"
             }
+            ClientClass::Gateway => {
+                "a client outside the cluster, seen as the router its traffic came in through \
+                 (on kind: your own machine, through Docker's port mapping); kube-proxy did \
+                 not replace this address"
+            }
             ClientClass::OtherNode => {
                 "a process on that node, or a request that entered the cluster there and \
                  whose client address kube-proxy replaced before forwarding it here \
@@ -110,6 +120,20 @@ impl ClientClass {
                  and outside clients apart"
             }
         }
+    }
+}
+
+/// The network's first host address, where a gateway conventionally sits (`172.18.0.1` on
+/// kind's Docker network).
+fn first_host(net: &IpNet) -> Option<IpAddr> {
+    match net {
+        IpNet::V4(n) if n.prefix_len() < 31 => {
+            Some(IpAddr::V4((u32::from(n.network()) + 1).into()))
+        }
+        IpNet::V6(n) if n.prefix_len() < 127 => {
+            Some(IpAddr::V6((u128::from(n.network()) + 1).into()))
+        }
+        _ => None,
     }
 }
 
@@ -136,6 +160,7 @@ mod tests {
         assert_eq!(class("172.18.0.3"), ClientClass::ThisNode);
         assert_eq!(class("::ffff:172.18.0.3"), ClientClass::ThisNode);
         assert_eq!(class("172.18.0.2"), ClientClass::OtherNode);
+        assert_eq!(class("172.18.0.1"), ClientClass::Gateway);
         assert_eq!(class("10.244.1.7"), ClientClass::Pod);
         assert_eq!(class("fd00:10:244::5"), ClientClass::Pod);
         assert_eq!(class("203.0.113.9"), ClientClass::Outside);

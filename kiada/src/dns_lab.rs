@@ -80,9 +80,11 @@ impl ResolvConf {
         conf
     }
 
-    /// The names tried, in order, each fully qualified (trailing dot): a name ending in a dot
-    /// is tried alone; one with fewer dots than ndots goes through the search list first and
-    /// is tried as given last; one with at least ndots dots is tried as given first.
+    /// The names tried, in order, each fully qualified (trailing dot), as musl does it (the C
+    /// library of the suite's images): a name ending in a dot, or with at least ndots dots, is
+    /// tried as given and nothing else; one with fewer dots goes through the search list first
+    /// and is tried as given last. (glibc differs in one case: with at least ndots dots it tries
+    /// the search list after the name as given.)
     pub fn candidates(&self, name: &str) -> Vec<String> {
         if name.ends_with('.') {
             return vec![name.to_owned()];
@@ -96,7 +98,7 @@ impl ResolvConf {
         if name.matches('.').count() < self.ndots {
             searched.chain(std::iter::once(as_given)).collect()
         } else {
-            std::iter::once(as_given).chain(searched).collect()
+            vec![as_given]
         }
     }
 }
@@ -383,19 +385,20 @@ async fn srv(server: SocketAddr, name: &str) -> Option<Vec<String>> {
 fn meaning(step: &Step) -> String {
     let mut meaning = match step.addresses.len() {
         1 => format!(
-            "One address, {}: for a ClusterIP Service that is its virtual IP, which kube-proxy \
-             forwards to a ready pod (a headless Service with a single ready pod also gives one).",
+            "One address, {}: for a ClusterIP Service that is its virtual IP, which rules \
+             written by kube-proxy rewrite (DNAT) to a ready pod's address (a headless Service \
+             with a single ready pod also gives one).",
             step.addresses[0]
         ),
         n => format!(
-            "{n} addresses: a headless Service (clusterIP: None) answers with the IP of every \
-             ready pod, and the client picks one itself; no virtual IP is involved."
+            "{n} addresses: if this is a headless Service (clusterIP: None), they are the IPs \
+             of its ready pods, and the client picks one itself; no virtual IP is involved."
         ),
     };
     if !step.cnames.is_empty() {
         meaning.push_str(
-            " The answer went through a CNAME: an ExternalName Service answers with an alias \
-             for another name, which is then resolved in turn.",
+            " The answer went through a CNAME: an ExternalName Service, for one, answers with \
+             an alias for another name, which is then resolved in turn.",
         );
     }
     meaning
@@ -419,8 +422,9 @@ fn lesson(lab: &DnsLab) -> String {
         )
     } else {
         format!(
-            "'{}' has {} (ndots is {ndots}), so it is tried as given first, and the search \
-             domains only after",
+            "'{}' has {} (ndots is {ndots}), so it is tried as given and the search list is \
+             skipped, as musl (the C library of this image) does; glibc would try the search \
+             domains after it",
             lab.name,
             count(dots, "dot", "dots")
         )

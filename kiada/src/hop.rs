@@ -129,6 +129,10 @@ pub struct Hop {
     /// rather than a virtual IP that kube-proxy forwarded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub direct_to_pod: Option<bool>,
+    /// The call failed because the name did not resolve: the recorded addresses, if any, are
+    /// an earlier call's and are not shown.
+    #[serde(skip)]
+    lookup_failed: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -164,6 +168,10 @@ impl Hop {
             _ => None,
         };
         let (source, source_words) = source_names(service, route.source);
+        let lookup_failed = matches!(
+            &reply.result,
+            Err(e) if e.kind == crate::backend::FailureKind::Dns
+        );
         Hop {
             source,
             source_words,
@@ -183,6 +191,7 @@ impl Hop {
             node: reply.node.clone(),
             same_node,
             direct_to_pod,
+            lookup_failed,
         }
     }
 
@@ -195,8 +204,11 @@ impl Hop {
         };
         let mut first = format!("via {source}: ");
         match &self.resolved {
+            Some(r) if self.lookup_failed => {
+                let _ = write!(first, "{} did not resolve", r.name);
+            }
             Some(r) if r.addresses.is_empty() => {
-                let _ = write!(first, "{} (resolved earlier)", r.name);
+                let _ = write!(first, "{} (no lookup recorded yet)", r.name);
             }
             Some(r) => {
                 let shown: Vec<String> =
@@ -253,8 +265,11 @@ impl Hop {
                     join(&r.addresses)
                 );
             }
+            Some(r) if self.lookup_failed => {
+                let _ = write!(where_from, "; {} did not resolve", r.name);
+            }
             Some(r) => {
-                let _ = write!(where_from, "; {} resolved earlier", r.name);
+                let _ = write!(where_from, "; {}: no lookup recorded yet", r.name);
             }
             None => where_from.push_str("; an IP address, nothing to resolve"),
         }
@@ -262,13 +277,14 @@ impl Hop {
 
         let mut dialled = match self.remote {
             Some(remote) => format!("Connected to {remote}"),
-            None => "No connection was made".to_owned(),
+            None => "No response, so the address dialled is not known".to_owned(),
         };
         match self.direct_to_pod {
             Some(true) => dialled.push_str(", the pod's own address (no virtual IP)"),
-            Some(false) => {
-                dialled.push_str(", a virtual IP: kube-proxy passed the connection to the pod")
-            }
+            Some(false) => dialled.push_str(
+                ", a virtual IP, which rules written by kube-proxy rewrote (DNAT) to the \
+                     pod's address",
+            ),
             None => {}
         }
         match self.connection {
