@@ -22,6 +22,11 @@ pub enum Error {
         crate::lab::CONNECTIONS_PER_SECOND
     )]
     LabRate { needed: u32, retry_after_s: u64 },
+    #[error(
+        "at most {} watches run at once on one kiada pod; try again when one ends",
+        crate::lab::MAX_WATCHES
+    )]
+    WatchLimit,
     /// A backend failed while relaying for the page's script.
     #[error("the {} service failed: {}", service.name(), error.message)]
     Proxy {
@@ -48,7 +53,9 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match &self {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, format!("{self}\n")).into_response(),
-            Error::LabBusy => (StatusCode::TOO_MANY_REQUESTS, format!("{self}\n")).into_response(),
+            Error::LabBusy | Error::WatchLimit => {
+                (StatusCode::TOO_MANY_REQUESTS, format!("{self}\n")).into_response()
+            }
             Error::LabRate { retry_after_s, .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 [(axum::http::header::RETRY_AFTER, retry_after_s.to_string())],

@@ -4,13 +4,16 @@
 
 mod assets;
 pub mod backend;
+pub mod colour;
 pub mod discovery;
 mod error;
 pub mod lab;
+mod lab_page;
 pub mod render;
 pub mod routes;
 pub mod status;
 pub mod tls;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
