@@ -17,8 +17,8 @@
   const colour = window.kiadaPodColour || (() => "#5b6477");
 
   // Layout, in SVG units: labels on the left, time across, a row per pod under a label band.
-  const LABEL = 130, WIDTH = 680, BAND = 18, ROW = 20;
-  let source = null, duration = 60, rows = new Map(), marks = 0, finished = false;
+  const LABEL = 130, WIDTH = 680, BAND = 30, ROW = 20;
+  let source = null, duration = 60, rows = new Map(), marks = 0, finished = false, labels = 0;
 
   function el(name, attrs, text) {
     const node = document.createElementNS(SVG, name);
@@ -80,10 +80,15 @@
   }
 
   function onTransition(tr) {
-    const at = x(tr.t);
-    svg.append(el("line", { class: "transition " + tr.kind, x1: at, x2: at, y1: 12, y2: svg.getAttribute("height") }));
-    const short = tr.pod ? `${tr.kind} ${tr.pod}` : tr.kind;
-    svg.append(el("text", { class: "transition-label", x: at + 2, y: 10 }, short));
+    // A pod's first answer shows as its row starting; the other changes get a line and a
+    // label, on two alternating levels so that close ones stay readable.
+    if (tr.kind !== "new-pod") {
+      const at = x(tr.t);
+      const y = labels++ % 2 === 0 ? 10 : 22;
+      svg.append(el("line", { class: "transition " + tr.kind, x1: at, x2: at, y1: y + 2, y2: svg.getAttribute("height") }));
+      const short = tr.pod ? `${tr.kind} ${tr.pod}` : tr.kind;
+      svg.append(el("text", { class: "transition-label", x: at + 2, y }, short));
+    }
     const item = document.createElement("li");
     item.className = tr.kind;
     item.textContent = `${tr.t.toFixed(2)} s  ${tr.text}`;
@@ -99,7 +104,7 @@
   }
 
   function onSummary(s) {
-    finish(`Done: ${s.calls} call(s), ${s.answered} answered, ${s.failed} failed, ${s.throttled} throttled in ${s.durationS.toFixed(1)} s.`);
+    finish(`Done: ${s.calls} call(s), ${s.answered} answered, ${s.failed} failed, ${s.throttled} throttled in ${s.durationS.toFixed(1)} s.`, false);
     summaryBox.replaceChildren();
     const table = document.createElement("table");
     table.id = "summary-pods";
@@ -145,10 +150,15 @@
     }
   }
 
-  function finish(message) {
+  // The summary is the last event and the server ends the stream after it: let it end (closing
+  // now would abort a response that is complete), and close on the error event that follows,
+  // before EventSource would reconnect and start another watch.
+  function finish(message, closeNow = true) {
     finished = true;
-    if (source) source.close();
-    source = null;
+    if (source && closeNow) {
+      source.close();
+      source = null;
+    }
     status.textContent = message;
     startButton.hidden = false;
     stopButton.hidden = true;
@@ -171,10 +181,11 @@
     svg.replaceChildren();
     rows = new Map();
     marks = 0;
+    labels = 0;
     finished = false;
     list.replaceChildren();
     summaryBox.replaceChildren();
-    svg.hidden = false;
+    svg.removeAttribute("hidden");
     resize();
     status.textContent = "Starting the watch…";
     startButton.hidden = true;
@@ -190,8 +201,13 @@
     // The stream ends after the summary; an error before it means the watch was refused (at
     // most four at once, or a bad parameter) or cut. EventSource would reconnect and start a
     // new watch: close it instead.
-    source.addEventListener("error", () => {
-      if (finished) return;
+    const current = source;
+    current.addEventListener("error", () => {
+      if (finished) {
+        current.close();
+        if (source === current) source = null;
+        return;
+      }
       finish(marks === 0
         ? "The watch was refused or could not start: open the same URL without JavaScript to read why (at most four watches run at once per kiada pod)."
         : "The watch was cut before its end.");

@@ -46,7 +46,10 @@ async fn a_probed_balancer_follows_each_backends_readiness() {
         assert_eq!(res.status(), 200);
     }
     apps[1].health.set_disabled_by_admin(false);
-    until("the backend is back", || balancer.ready() == [true, true, true]).await;
+    until("the backend is back", || {
+        balancer.ready() == [true, true, true]
+    })
+    .await;
 
     // A backend that is gone fails its probe too.
     let mut apps = apps;
