@@ -607,10 +607,13 @@ impl Tally {
                         t,
                         kind: "recovered",
                         pod: None,
-                        text: format!(
-                            "recovered: {pod} answered after {failed} failed call(s) over {:.1} s",
-                            t - since
-                        ),
+                        text: match failed {
+                            1 => format!("recovered: {pod} answered after 1 failed call"),
+                            n => format!(
+                                "recovered: {pod} answered after {n} failed calls over {:.1} s",
+                                t - since
+                            ),
+                        },
                     });
                 }
                 let run = self.run.get_or_insert(Run {
