@@ -348,6 +348,15 @@ impl Watcher {
                         writeln!(out, "{t:>8.2} s  {pod} ({state})  {ms} ms")
                     }
                     Outcome::Failed {
+                        kind,
+                        message,
+                        pod: Some(pod),
+                        ms,
+                    } => writeln!(
+                        out,
+                        "{t:>8.2} s  FAILED {kind} from {pod}: {message}  {ms} ms"
+                    ),
+                    Outcome::Failed {
                         kind, message, ms, ..
                     } => writeln!(out, "{t:>8.2} s  FAILED {kind}: {message}  {ms} ms"),
                     Outcome::Throttled => writeln!(

@@ -292,3 +292,22 @@ async fn a_stream_outlives_the_idle_and_request_timeouts() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn an_error_status_is_a_failure_naming_the_pod_that_sent_it() {
+    let sick = serve(failing(axum::http::StatusCode::INTERNAL_SERVER_ERROR)).await;
+    let kiada = start(config(&format!("{}/quote", sick.url), "http://127.0.0.1:1")).await;
+    let body = text(format!(
+        "{}/lab/watch?interval_ms=500&duration_s=1",
+        kiada.url()
+    ))
+    .await;
+    assert!(
+        body.contains("FAILED http-500 from sick-pod: HTTP 500 Internal Server Error"),
+        "{body}"
+    );
+    assert!(
+        body.contains("  http-500       2  first at 0.00 s"),
+        "{body}"
+    );
+}
