@@ -16,6 +16,9 @@ use clap::Parser;
 use procs::{Proc, binary, free_port};
 use report::{Outcome, Report, Run, Startup};
 
+/// Where a report's hand-measured notes begin; the harness keeps them when it rewrites it.
+const MEASURED_BY_HAND: &str = "\n## Measured by hand";
+
 /// Benchmarks the Kiada suite against baselines measured in the same run.
 #[derive(Parser)]
 #[command(name = "bench")]
@@ -69,7 +72,12 @@ fn main() -> ExitCode {
     });
     let outcomes = report.targets();
     println!("{}", report.table(&outcomes));
-    std::fs::write(&out, report.markdown(&outcomes)).expect("write the report");
+    // Notes measured by hand, outside the harness, are kept from the report this one replaces.
+    let kept = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|old| old.find(MEASURED_BY_HAND).map(|at| old[at..].to_owned()))
+        .unwrap_or_default();
+    std::fs::write(&out, report.markdown(&outcomes) + &kept).expect("write the report");
     println!("report written to {}", out.display());
     if args.smoke {
         println!("smoke run: targets not enforced");

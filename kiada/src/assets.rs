@@ -17,6 +17,21 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../static/kiada.js"),
     ),
     (
+        "lab.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/lab.js"),
+    ),
+    (
+        "pods.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../static/pods.js"),
+    ),
+    (
+        "lab.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../static/lab.css"),
+    ),
+    (
         "logo.svg",
         "image/svg+xml",
         include_bytes!("../static/logo.svg"),

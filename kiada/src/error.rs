@@ -28,6 +28,11 @@ pub enum Error {
     /// A lab could not run for a reason on this pod's side.
     #[error("{0}")]
     Lab(String),
+    #[error(
+        "at most {} watches run at once on one kiada pod; try again when one ends",
+        crate::lab::MAX_WATCHES
+    )]
+    WatchLimit,
     /// A backend failed while relaying for the page's script.
     #[error("the {} service failed: {}", service.name(), error.message)]
     Proxy {
@@ -54,7 +59,9 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match &self {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, format!("{self}\n")).into_response(),
-            Error::LabBusy => (StatusCode::TOO_MANY_REQUESTS, format!("{self}\n")).into_response(),
+            Error::LabBusy | Error::WatchLimit => {
+                (StatusCode::TOO_MANY_REQUESTS, format!("{self}\n")).into_response()
+            }
             Error::LabRate { retry_after_s, .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 [(axum::http::header::RETRY_AFTER, retry_after_s.to_string())],

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Json;
@@ -19,25 +19,25 @@ use crate::{AppState, Error};
 
 pub const MAX_CALLS: usize = 100;
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 pub struct SpreadQuery {
-    service: Option<String>,
-    n: Option<String>,
-    connection: Option<String>,
+    pub service: Option<String>,
+    pub n: Option<String>,
+    pub connection: Option<String>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Spread {
-    service: Service,
-    url: String,
-    connection: &'static str,
-    calls: usize,
-    failed: usize,
+pub(crate) struct Spread {
+    pub service: Service,
+    pub url: String,
+    pub connection: &'static str,
+    pub calls: usize,
+    pub failed: usize,
     /// Calls answered by each pod.
-    pods: BTreeMap<String, usize>,
+    pub pods: BTreeMap<String, usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<String>,
+    pub last_error: Option<String>,
 }
 
 /// New backend connections the labs may open in a burst, and how many more each second: one
@@ -46,10 +46,15 @@ struct Spread {
 pub const CONNECTION_BURST: u32 = 100;
 pub const CONNECTIONS_PER_SECOND: u32 = 20;
 
-/// What keeps the labs from turning kiada into a load generator: one run at a time per pod,
-/// and a shared budget of new backend connections (a token bucket).
+/// Watches streaming at once on one kiada pod.
+pub const MAX_WATCHES: usize = 4;
+
+/// What keeps the labs from turning kiada into a load generator: one spread run at a time per
+/// pod, at most [`MAX_WATCHES`] watches, and a budget of new backend connections (a token
+/// bucket) that both draw on.
 pub struct Limits {
     busy: AtomicBool,
+    watches: AtomicUsize,
     budget: Mutex<Budget>,
 }
 
@@ -62,6 +67,7 @@ impl Limits {
     pub fn new() -> Self {
         Limits {
             busy: AtomicBool::new(false),
+            watches: AtomicUsize::new(0),
             budget: Mutex::new(Budget {
                 tokens: f64::from(CONNECTION_BURST),
                 at: Instant::now(),
@@ -75,12 +81,7 @@ impl Limits {
             return Err(Error::LabBusy);
         }
         let running = Running(&self.busy);
-        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let refill =
-            now.duration_since(budget.at).as_secs_f64() * f64::from(CONNECTIONS_PER_SECOND);
-        budget.tokens = (budget.tokens + refill).min(f64::from(CONNECTION_BURST));
-        budget.at = now;
+        let mut budget = self.budget();
         let needed = f64::from(connections);
         if budget.tokens < needed {
             let wait = (needed - budget.tokens) / f64::from(CONNECTIONS_PER_SECOND);
@@ -91,6 +92,53 @@ impl Limits {
         }
         budget.tokens -= needed;
         Ok(running)
+    }
+
+    /// The bucket, refilled for the time since it was last used.
+    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
+        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill =
+            now.duration_since(budget.at).as_secs_f64() * f64::from(CONNECTIONS_PER_SECOND);
+        budget.tokens = (budget.tokens + refill).min(f64::from(CONNECTION_BURST));
+        budget.at = now;
+        budget
+    }
+
+    /// Takes one new connection from the budget, if one is left. A watch asks before each call
+    /// and skips the call when none is: a long watch must not fail because a spread run spent
+    /// the budget, and must not starve spread runs by waiting for tokens either.
+    pub fn take_connection(&self) -> bool {
+        let mut budget = self.budget();
+        if budget.tokens >= 1.0 {
+            budget.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Starts a watch, or says that [`MAX_WATCHES`] are running.
+    pub fn start_watch(self: &Arc<Self>) -> Result<WatchSlot, Error> {
+        let taken = self
+            .watches
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_WATCHES).then_some(n + 1)
+            });
+        match taken {
+            Ok(_) => Ok(WatchSlot(self.clone())),
+            Err(_) => Err(Error::WatchLimit),
+        }
+    }
+}
+
+/// One running watch; its place is given back when dropped, which is when its response body
+/// is dropped: at its end, or at once when the client goes away.
+pub struct WatchSlot(Arc<Limits>);
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        self.0.watches.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -114,6 +162,31 @@ pub async fn spread(
     Query(query): Query<SpreadQuery>,
     WantsJson(json): WantsJson,
 ) -> Result<Response, Error> {
+    let (service, n, reuse) = parse(&query)?;
+    // A reused connection is one new connection (reconnects aside); otherwise one per call.
+    let connections = if reuse { 1 } else { n as u32 };
+    let _running = state.labs.start(connections)?;
+    let result = sample(&state, service, n, reuse).await;
+    if json {
+        return Ok(Json(result).into_response());
+    }
+    Ok(text(&result).into_response())
+}
+
+/// Both runs of the lab page, new connections then one reused, as one run of the limits.
+pub(crate) async fn compare(
+    state: &AppState,
+    query: &SpreadQuery,
+) -> Result<(Spread, Spread), Error> {
+    let (service, n, _) = parse(query)?;
+    let _running = state.labs.start(n as u32 + 1)?;
+    let new = sample(state, service, n, false).await;
+    let reused = sample(state, service, n, true).await;
+    Ok((new, reused))
+}
+
+/// Service, number of calls, and whether to reuse one connection.
+fn parse(query: &SpreadQuery) -> Result<(Service, usize, bool), Error> {
     let service = match query.service.as_deref().unwrap_or("quote") {
         "quote" => Service::Quote,
         "quiz" => Service::Quiz,
@@ -132,18 +205,22 @@ pub async fn spread(
             )));
         }
     };
-    // A reused connection is one new connection (reconnects aside); otherwise one per call.
-    let connections = if reuse { 1 } else { n as u32 };
-    let _running = state.labs.start(connections)?;
+    Ok((service, n, reuse))
+}
 
-    let url = match service {
+/// The URL a lab calls: the configured backends only, never one a client names.
+pub(crate) fn lab_url(state: &AppState, service: Service) -> String {
+    match service {
         Service::Quote => state.backends.quote_url().to_owned(),
         Service::Quiz => format!("{}/", state.backends.quiz_url()),
-    };
+    }
+}
+
+async fn sample(state: &AppState, service: Service, n: usize, reuse: bool) -> Spread {
     let client = state.backends.lab_client(reuse);
     let mut result = Spread {
         service,
-        url,
+        url: lab_url(state, service),
         connection: if reuse { "reuse" } else { "new" },
         calls: n,
         failed: 0,
@@ -166,10 +243,7 @@ pub async fn spread(
             }
         }
     }
-    if json {
-        return Ok(Json(result).into_response());
-    }
-    Ok(text(&result).into_response())
+    result
 }
 
 fn bad(message: String) -> Error {

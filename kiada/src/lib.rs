@@ -5,15 +5,18 @@
 mod assets;
 pub mod backend;
 pub mod client_ip;
+pub mod colour;
 pub mod discovery;
 pub mod dns_lab;
 mod error;
 pub mod hop;
 pub mod lab;
+mod lab_page;
 pub mod render;
 pub mod routes;
 pub mod status;
 pub mod tls;
+pub mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;

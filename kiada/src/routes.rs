@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::backend::{FailureKind, Service};
 use crate::client_ip::ClientClass;
 use crate::render::{AnswerHtml, Badge, Page, RequestInfo, VERSION, answer_text};
-use crate::{AppState, Error, assets, dns_lab, lab};
+use crate::{AppState, Error, assets, dns_lab, lab, lab_page, watch};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -27,8 +27,10 @@ pub fn router(state: AppState) -> Router {
         .route("/proxy/quote", get(proxy_quote))
         .route("/proxy/quiz/questions/random", get(proxy_random_question))
         .route("/proxy/quiz/questions/{id}/answers", post(proxy_answer))
+        .route("/lab", get(lab_page::page))
         .route("/lab/spread", get(lab::spread))
         .route("/lab/dns", get(dns_lab::lab))
+        .route("/lab/watch", get(watch::watch))
         .route("/static/{file}", get(assets::file))
         .route("/favicon.ico", get(assets::favicon))
         .fallback(kit::not_found)

@@ -19,7 +19,14 @@
   // proxy, so it no longer applies once one has been made.
   function showPod(response, started) {
     if (quizHop) quizHop.hidden = true;
-    quizPod.textContent = response.headers.get("X-Backend-Pod-Name") || "no pod";
+    const pod = response.headers.get("X-Backend-Pod-Name");
+    quizPod.textContent = pod || "no pod";
+    // The pod's colour, as on every page (static/pods.js).
+    const swatch = document.getElementById("quiz-swatch");
+    if (swatch && pod && window.kiadaPodColour) {
+      swatch.setAttribute("fill", window.kiadaPodColour(pod));
+      swatch.parentNode.removeAttribute("hidden");
+    }
     quizMs.textContent = (performance.now() - started).toFixed(1);
   }
 

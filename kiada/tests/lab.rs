@@ -166,3 +166,81 @@ async fn bad_parameters_are_400_and_a_second_run_at_once_is_429() {
         200
     );
 }
+
+#[tokio::test]
+async fn the_lab_page_draws_the_spread_per_pod_on_the_server() {
+    let lab = three_pods().await;
+    let url = lab.kiada.url();
+    let page = fetch(format!("{url}/lab"), "text/html").await;
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let html = page.text().await.unwrap();
+    for form in [
+        r#"action="lab" id="spread-form""#,
+        r#"action="lab/watch" id="watch-form""#,
+        r#"action="lab/dns" id="dns-form""#,
+    ] {
+        assert!(html.contains(form), "{form}");
+    }
+    assert!(
+        html.contains("<noscript>"),
+        "says the timeline needs JavaScript"
+    );
+    assert!(
+        !html.contains("spread-chart"),
+        "nothing runs before it is asked"
+    );
+    assert!(!html.contains("style="), "no inline styles under the CSP");
+
+    let html = fetch(
+        format!("{url}/lab?run=spread&service=quote&n=30"),
+        "text/html",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(
+        html.matches(r#"<g class="spread-row""#).count(),
+        3,
+        "{html}"
+    );
+    for pod in ["quote-1", "quote-2", "quote-3"] {
+        assert!(html.contains(&format!(r#"data-pod="{pod}""#)), "{pod}");
+        // The pod's colour, the same function everywhere.
+        assert!(html.contains(&kiada::colour::of(pod)), "{pod}");
+    }
+    // Ten each over new connections; all thirty to one pod over the reused one.
+    assert_eq!(html.matches(": 10 of 30 over new connections").count(), 3);
+    assert_eq!(
+        html.matches(": 30 of 30 over one reused connection")
+            .count(),
+        1
+    );
+    assert!(html.contains("3 pod(s) answered"), "{html}");
+
+    for (query, status) in [("run=spread&n=0", 400), ("run=other", 400)] {
+        let res = fetch(format!("{url}/lab?{query}"), "text/html").await;
+        assert_eq!(res.status(), status, "{query}");
+        assert!(res.text().await.unwrap().contains(r#"class="error""#));
+    }
+}
+
+#[tokio::test]
+async fn pod_names_from_the_network_are_escaped_on_the_lab_page() {
+    let lab = lab(vec![quote("<b>pod</b>", "tip")]).await;
+    let html = fetch(
+        format!("{}/lab?run=spread&n=2", lab.kiada.url()),
+        "text/html",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(!html.contains("<b>pod</b>"), "{html}");
+    assert!(
+        html.contains("&#60;b&#62;pod&#60;/b&#62;") || html.contains("&lt;b&gt;pod"),
+        "{html}"
+    );
+}

@@ -77,6 +77,12 @@ impl Faults {
         }
     }
 
+    /// Whether a drill makes application routes fail now; atomics and, only with
+    /// `--fail-after`, a clock read, so it can run on every response.
+    pub(crate) fn is_on(&self) -> bool {
+        self.inner.enabled.load(Ordering::Relaxed) || self.expired()
+    }
+
     fn expired(&self) -> bool {
         self.inner
             .fail_after

@@ -63,6 +63,16 @@ impl Health {
         self.readiness().is_ok()
     }
 
+    /// SIGTERM (or Ctrl-C) received: the pod is in its shutdown delay or draining.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Readiness turned off on the admin port.
+    pub fn is_disabled_by_admin(&self) -> bool {
+        self.inner.disabled_by_admin.load(Ordering::Relaxed)
+    }
+
     /// From now on readiness fails for good.
     pub fn begin_shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Relaxed);

@@ -23,7 +23,7 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use balancer::Balancer;
+pub use balancer::{Balancer, Probe};
 pub use config::{LogFormat, ServerConfig};
 pub use health::Health;
 pub use identity::{ClientIp, Identity, IdentityArgs};

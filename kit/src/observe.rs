@@ -1,6 +1,7 @@
 //! What happens to every request, in one pass: its `X-Request-Id` is taken or made and made the
 //! task's current one (kiada forwards it), it gets the request timeout, the response gets the
-//! pod's identity headers and the id, and the request is counted, timed and logged.
+//! pod's identity headers, its state (`X-Pod-State`) and the id, and the request is counted,
+//! timed and logged.
 //!
 //! This is one hand-written tower service rather than a stack of `from_fn` middlewares: it runs
 //! on every request of every service, and each middleware layer costs a boxed future and a
@@ -21,6 +22,8 @@ use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Sleep;
 use tower::{Layer, Service};
 
+use crate::faults::Faults;
+use crate::health::Health;
 use crate::identity::ClientIp;
 use crate::metrics::{HttpMetrics, InFlight};
 use crate::{BODY_LIMIT, ErrorFormat, Identity, request_id, telemetry};
@@ -39,6 +42,7 @@ struct Shared {
     /// The admin listener has no metrics of its own.
     metrics: Option<HttpMetrics>,
     identity_headers: [(HeaderName, HeaderValue); 5],
+    state: PodState,
     timeout: Duration,
     errors: ErrorFormat,
 }
@@ -49,10 +53,12 @@ impl ObserveLayer {
         timeout: Duration,
         metrics: Option<HttpMetrics>,
         errors: ErrorFormat,
+        state: PodState,
     ) -> Self {
         let shared = Shared {
             metrics,
             identity_headers: identity_headers(identity),
+            state,
             timeout,
             errors,
         };
@@ -82,6 +88,47 @@ fn identity_headers(identity: &Identity) -> [(HeaderName, HeaderValue); 5] {
             HeaderValue::from_static("nosniff"),
         ),
     ]
+}
+
+/// `X-Pod-State`: what this pod is doing besides serving, so that a client watching a Service
+/// sees a pod still answering while it drains or after its readiness was turned off — the
+/// moments between a pod failing readiness and its endpoint being removed everywhere.
+///
+/// Read on every response: a few atomic loads pick one of four values made once, whose clones
+/// are pointer copies, so nothing is allocated or formatted per request.
+#[derive(Clone)]
+pub(crate) struct PodState {
+    health: Health,
+    faults: Faults,
+    name: HeaderName,
+    /// draining, disabled, fault, ready.
+    values: [HeaderValue; 4],
+}
+
+impl PodState {
+    pub(crate) fn new(health: Health, faults: Faults) -> Self {
+        PodState {
+            health,
+            faults,
+            name: HeaderName::from_static("x-pod-state"),
+            values: ["draining", "disabled", "fault", "ready"].map(HeaderValue::from_static),
+        }
+    }
+
+    /// The most telling state when several hold: a pod on its way out is `draining` whatever
+    /// else is true; one taken out by hand is `disabled` even with a drill on.
+    fn value(&self) -> HeaderValue {
+        let i = if self.health.is_shutting_down() {
+            0
+        } else if self.health.is_disabled_by_admin() {
+            1
+        } else if self.faults.is_on() {
+            2
+        } else {
+            3
+        };
+        self.values[i].clone()
+    }
 }
 
 impl<S> Layer<S> for ObserveLayer {
@@ -249,6 +296,7 @@ fn finish(shared: &Shared, record: Record, mut response: Response) -> Response {
     for (name, value) in &shared.identity_headers {
         headers.insert(name, value.clone());
     }
+    headers.insert(&shared.state.name, shared.state.value());
     headers.insert(request_id::HEADER, record.id.clone());
     if let Some(n) = record.connection_requests {
         headers.insert(CONNECTION_REQUESTS, HeaderValue::from(n));

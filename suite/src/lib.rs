@@ -1,11 +1,13 @@
 //! The whole suite in one process: kiada, quiz, and N quote instances behind the shared
-//! per-connection round-robin balancer, which stands in for the quote ClusterIP Service.
+//! per-connection round-robin balancer, which stands in for the quote ClusterIP Service: it
+//! probes each instance's readiness every second and sends new connections only to the ready
+//! ones, as a Service's endpoints follow readiness probes.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kit::{Balancer, Running};
+use kit::{Balancer, Probe, Running};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -80,7 +82,9 @@ pub async fn start(config: &Config) -> Result<Suite, Error> {
     })
     .await?;
 
-    let balancer = Balancer::start(config.quote_port, backends)?;
+    // The instances' main ports serve /healthz/ready; probing them there, as the kubelet does,
+    // means disabling one on its admin port takes it out of the balancer within a second.
+    let balancer = Balancer::start_probed(config.quote_port, backends, Probe::default())?;
     let quote_url = format!("http://127.0.0.1:{}/quote", balancer.addr().port());
     let quiz_url = format!("http://127.0.0.1:{}", quiz.addr().port());
     let kiada = kiada::build(kiada::Config {
@@ -119,7 +123,8 @@ impl Suite {
         }
         out += &format!("   admin {}\n", self.kiada.admin_addr);
         out += &format!(
-            "  quote  http://localhost:{}   {} instance(s) behind a round-robin balancer:\n",
+            "  quote  http://localhost:{}   {} instance(s) behind a round-robin balancer \
+             (ready ones only, probed every second):\n",
             self.balancer.addr().port(),
             self.quotes.len()
         );
@@ -132,15 +137,21 @@ impl Suite {
             self.db_path.display(),
             self.quiz.admin_addr
         );
+        // The readiness lab: watch the Service while one instance is taken out.
+        // There is always at least one instance.
+        let (lab_pod, lab_app) = self.quotes.get(1).unwrap_or(&self.quotes[0]);
+        let lab_admin = lab_app.admin_url();
         out += &format!(
-            "\nTry:\n  curl localhost:{kiada}\n  open http://localhost:{kiada} in a browser\n  \
+            "\nTry:\n  curl localhost:{kiada}\n  open http://localhost:{kiada} in a browser \
+             (the labs: http://localhost:{kiada}/lab)\n  \
              curl -X POST localhost:{kiada}/question/1/answers/0\n  \
              curl 'localhost:{kiada}/lab/spread?service=quote&n=20&connection=new'\n  \
-             curl localhost:{}/quote\n  curl localhost:{}/stats\n  \
-             curl -X POST {}/healthz/ready/disable\n\nPress Ctrl-C to stop.\n",
+             curl -N 'localhost:{kiada}/lab/watch?service=quote&interval_ms=250&duration_s=60'\n  \
+             curl -X POST {lab_admin}/healthz/ready/disable   # {lab_pod} leaves the watch; \
+             /enable brings it back\n  \
+             curl localhost:{}/quote\n  curl localhost:{}/stats\n\nPress Ctrl-C to stop.\n",
             self.balancer.addr().port(),
             self.quiz.addr.port(),
-            self.quotes[0].1.admin_url(),
         );
         out
     }

@@ -72,9 +72,74 @@ async function withoutJavaScript() {
   await context.close();
 }
 
+async function labs() {
+  const page = await browser.newPage();
+  const problems = watch(page);
+  await page.goto(`${base}/html`);
+  await page.click("#labs-link");
+  await page.waitForURL(/\/lab$/);
+
+  // The spread, drawn on the server: one row per pod, a bar for new and one for reused
+  // connections, in the pod's colour as the page's own script computes it.
+  await page.fill("#spread-form input[name=n]", "30");
+  await page.click("#spread-form button[type=submit]");
+  await page.waitForSelector("#spread-chart");
+  const rows = await page.locator("#spread-chart g.spread-row").count();
+  const answered = Number((await text(page, "#spread-summary")).match(/(\d+) pod\(s\) answered/)[1]);
+  assert.ok(rows >= 1, "at least one pod drawn");
+  assert.equal(rows, answered, "one row per pod that answered");
+  for (let i = 0; i < rows; i++) {
+    const row = page.locator("#spread-chart g.spread-row").nth(i);
+    assert.equal(await row.locator("rect.bar.new").count(), 1, "a bar for new connections");
+    assert.equal(await row.locator("rect.bar.reused").count(), 1, "a bar for the reused one");
+    const pod = await row.getAttribute("data-pod");
+    const fill = await row.locator("rect.bar.new").getAttribute("fill");
+    assert.equal(fill, await page.evaluate((p) => window.kiadaPodColour(p), pod),
+      "the server and the script give a pod the same colour");
+    const box = await row.locator("rect.bar.new").boundingBox();
+    assert.ok(box && box.width > 0, "the bar is drawn");
+  }
+  await page.screenshot({ path: `${shots}/lab-spread.png`, fullPage: true });
+
+  // The watch, drawn live from its events.
+  await page.fill("#watch-form input[name=interval_ms]", "100");
+  await page.fill("#watch-form input[name=duration_s]", "3");
+  await page.click("#watch-start");
+  await page.waitForFunction(() => document.querySelectorAll("#timeline rect.mark").length >= 5);
+  assert.ok(await page.locator("#watch-stop").isVisible(), "a watch can be stopped");
+  await page.waitForSelector("#summary-pods", { timeout: 10000 });
+  assert.ok(await page.locator("#timeline").isVisible(), "the timeline shows");
+  const marks = await page.locator("#timeline rect.mark").count();
+  const timelineRows = await page.locator("#timeline g.row").count();
+  assert.ok(timelineRows >= 2, `a row per pod: ${timelineRows}`);
+  assert.ok(marks >= 25 && marks <= 31, `a mark per call: ${marks}`);
+  assert.match(await text(page, "#transitions"), /answered for the first time/);
+  assert.match(await text(page, "#watch-status"), /^Done: \d+ call\(s\)/);
+  const summaryRows = await page.locator("#summary-pods tr").count();
+  assert.ok(summaryRows >= 2, "the summary lists the pods");
+  await page.screenshot({ path: `${shots}/lab-watch.png`, fullPage: true });
+  assert.deepEqual(problems, [], "no console errors on the lab page (CSP violations included)");
+  await page.close();
+
+  // Without JavaScript the spread still draws, and the page says what the timeline needs.
+  const context = await browser.newContext({ javaScriptEnabled: false });
+  const plain = await context.newPage();
+  const plainProblems = watch(plain);
+  await plain.goto(`${base}/lab`);
+  // (Chromium parses <noscript> as text when only execution is switched off, as here: check
+  // what it says rather than whether it shows.)
+  assert.match(await plain.locator("noscript").textContent(), /The live timeline needs\s+JavaScript/);
+  await plain.click("#spread-form button[type=submit]");
+  await plain.waitForSelector("#spread-chart");
+  assert.ok((await plain.locator("#spread-chart g.spread-row").count()) >= 1);
+  assert.deepEqual(plainProblems, [], "no errors on the lab page without JavaScript");
+  await context.close();
+}
+
 try {
   await withJavaScript();
   await withoutJavaScript();
+  await labs();
   console.log("browser test passed");
 } finally {
   await browser.close();

@@ -1,5 +1,6 @@
 //! The HTML page in a real headless Chromium (Debian's), driven by `browser/browser.mjs` with
-//! playwright-core: answering in place with JavaScript, and through the form without it.
+//! playwright-core: answering in place with JavaScript, and through the form without it; the
+//! lab page's spread bars and live watch timeline over three quote pods behind a balancer.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,7 +37,18 @@ async fn a_person_answers_questions_in_the_browser() {
         return skip(TEST, &why);
     }
     let data = tempfile::tempdir().unwrap();
-    let quote = start("quote", &["--pod-name", "quote-a"]);
+    let quotes: Vec<_> = ["quote-1", "quote-2", "quote-3"]
+        .into_iter()
+        .map(|pod| start("quote", &["--pod-name", pod]))
+        .collect();
+    let balancer = kit::Balancer::start(
+        0,
+        quotes
+            .iter()
+            .map(|q| ([127, 0, 0, 1], q.addr.port()).into())
+            .collect(),
+    )
+    .unwrap();
     let quiz = start(
         "quiz",
         &[
@@ -51,7 +63,7 @@ async fn a_person_answers_questions_in_the_browser() {
         &[
             "--no-tls",
             "--quote-url",
-            &format!("{}/quote", quote.url()),
+            &format!("{}/quote", balancer.url()),
             "--quiz-url",
             &quiz.url(),
         ],
@@ -82,6 +94,8 @@ async fn a_person_answers_questions_in_the_browser() {
         "answered.png",
         "next-question.png",
         "answered-without-js.png",
+        "lab-spread.png",
+        "lab-watch.png",
     ] {
         assert!(shots.join(shot).exists(), "no screenshot {shot}");
     }

@@ -201,3 +201,45 @@ async fn the_suite_names_a_taken_port() {
         "{said}"
     );
 }
+
+#[tokio::test]
+async fn a_sigtermed_pod_says_draining_while_it_still_answers_and_the_watch_shows_it() {
+    let mut quote = start("quote", &["--shutdown-delay", "2", "--pod-name", "quote-t"]);
+    let kiada = start(
+        "kiada",
+        &[
+            "--no-tls",
+            "--quote-url",
+            &format!("{}/quote", quote.url()),
+            "--quiz-url",
+            "http://127.0.0.1:1",
+        ],
+    );
+    let state = |res: &reqwest::Response| res.headers()["x-pod-state"].to_str().unwrap().to_owned();
+    assert_eq!(
+        state(&e2e::get(format!("{}/quote", quote.url())).await),
+        "ready"
+    );
+    let watch = tokio::spawn(e2e::text(format!(
+        "{}/lab/watch?interval_ms=100&duration_s=3",
+        kiada.url()
+    )));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    quote.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = e2e::get(format!("{}/quote", quote.url())).await;
+    assert_eq!(
+        during.status(),
+        200,
+        "still answering in the shutdown delay"
+    );
+    assert_eq!(state(&during), "draining");
+    let watched = watch.await.unwrap();
+    assert!(watched.contains("quote-t (ready)"), "{watched}");
+    assert!(watched.contains("quote-t (draining)"), "{watched}");
+    assert!(
+        watched.contains(">> quote-t now says draining (was ready)"),
+        "{watched}"
+    );
+    assert_eq!(quote.wait(Duration::from_secs(10)).code(), Some(0));
+}

@@ -28,7 +28,7 @@ use tower::ServiceBuilder;
 use crate::faults::Faults;
 use crate::header_timer::HeaderTimer;
 use crate::metrics::{self, Exposition, HttpMetrics};
-use crate::observe::ObserveLayer;
+use crate::observe::{ObserveLayer, PodState};
 use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig};
 
 mod admin;
@@ -115,11 +115,13 @@ impl App {
             health: health.clone(),
             http: http.clone(),
         };
+        let state = PodState::new(health.clone(), faults.clone());
         let routes = routes.layer(faults.clone());
         let router = routes
             .merge(health.probe_routes())
             .route("/metrics", get(metrics::expose).with_state(exposition));
-        let router = with_common_layers(router, config, identity, Some(http), errors);
+        let router =
+            with_common_layers(router, config, identity, Some(http), errors, state.clone());
         let admin_router = health
             .admin_routes()
             .merge(faults.admin_routes())
@@ -131,6 +133,7 @@ impl App {
             identity,
             None,
             crate::ErrorFormat::Text,
+            state,
         );
         Ok(App {
             main,
@@ -350,6 +353,7 @@ fn with_common_layers(
     identity: &Identity,
     metrics: Option<HttpMetrics>,
     errors: crate::ErrorFormat,
+    state: PodState,
 ) -> Router {
     router
         .method_not_allowed_fallback(method_not_allowed)
@@ -360,6 +364,7 @@ fn with_common_layers(
                     config.request_timeout,
                     metrics,
                     errors,
+                    state,
                 ))
                 // Enforced by the body extractors, so that a service's own rejection handling can
                 // answer 413 in its own format (quiz answers JSON).

@@ -259,3 +259,35 @@ async fn jitter_adds_a_random_part_to_the_delay() {
     // Ten draws from 0..=200 ms spread by more than 20 ms but for a 1-in-10^8 chance.
     assert!(*max - *min > Duration::from_millis(20), "{took:?}");
 }
+
+#[tokio::test]
+async fn every_response_says_the_pods_state() {
+    let app = start_with(ServerConfig {
+        shutdown_delay: Duration::from_millis(600),
+        ..ServerConfig::ephemeral()
+    });
+    let state = |base: String, path: &'static str| async move {
+        let res = client().get(format!("{base}{path}")).send().await.unwrap();
+        res.headers()["x-pod-state"].to_str().unwrap().to_owned()
+    };
+    let admin = |path: &'static str| client().post(format!("{}{path}", app.admin_url())).send();
+    for path in ["/client", "/healthz/ready", "/metrics", "/no-such-path"] {
+        assert_eq!(state(app.url(), path).await, "ready", "{path}");
+    }
+    admin("/fault/enable").await.unwrap();
+    assert_eq!(state(app.url(), "/client").await, "fault");
+    admin("/healthz/ready/disable").await.unwrap();
+    // Taken out by hand says more than a drill does.
+    assert_eq!(state(app.url(), "/client").await, "disabled");
+    assert_eq!(state(app.admin_url(), "/healthz/ready").await, "disabled");
+    admin("/fault/disable").await.unwrap();
+    admin("/healthz/ready/enable").await.unwrap();
+    assert_eq!(state(app.url(), "/client").await, "ready");
+
+    // Between SIGTERM and the listener closing, answers still come, saying so.
+    let url = app.url();
+    let stopping = tokio::spawn(app.stop());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(state(url, "/client").await, "draining");
+    stopping.await.unwrap().unwrap();
+}

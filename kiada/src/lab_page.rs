@@ -1,0 +1,156 @@
+//! `GET /lab`: the labs as a page. The spread lab runs on the server and comes back drawn as
+//! bars (no JavaScript needed); the watch is drawn live by `static/lab.js` from the watch's
+//! Server-Sent Events; the DNS lab's form asks `/lab/dns`.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::lab::{self, Spread, SpreadQuery};
+use crate::render::{Badge, VERSION};
+use crate::{AppState, Error, colour, watch};
+
+#[derive(Deserialize)]
+pub struct LabQuery {
+    /// `spread` runs the spread lab and draws it; absent, the page only shows the forms.
+    run: Option<String>,
+    service: Option<String>,
+    n: Option<String>,
+}
+
+/// Where the bars start and how long a bar for all n calls is, in SVG units.
+const BARS_X: u32 = 190;
+const BARS_WIDTH: u32 = 330;
+const ROW_HEIGHT: u32 = 44;
+const TOP: u32 = 30;
+
+/// The spread chart: per pod, calls answered over new connections and over one reused one.
+struct Chart {
+    service: &'static str,
+    n: usize,
+    width: u32,
+    height: u32,
+    rows: Vec<Row>,
+    failed_new: usize,
+    failed_reused: usize,
+    last_error: Option<String>,
+}
+
+struct Row {
+    pod: String,
+    colour: String,
+    new: usize,
+    reused: usize,
+    /// Top of the row.
+    y: u32,
+    new_width: u32,
+    reused_width: u32,
+}
+
+impl Chart {
+    fn of(new: &Spread, reused: &Spread) -> Chart {
+        let mut pods: Vec<&String> = new.pods.keys().chain(reused.pods.keys()).collect();
+        pods.sort();
+        pods.dedup();
+        let width = |count: usize| (count * BARS_WIDTH as usize / new.calls.max(1)) as u32;
+        let rows = pods
+            .into_iter()
+            .enumerate()
+            .map(|(i, pod)| {
+                let (n, r) = (
+                    new.pods.get(pod).copied().unwrap_or(0),
+                    reused.pods.get(pod).copied().unwrap_or(0),
+                );
+                Row {
+                    pod: pod.clone(),
+                    colour: colour::of(pod),
+                    new: n,
+                    reused: r,
+                    y: TOP + i as u32 * ROW_HEIGHT,
+                    new_width: width(n).max(1),
+                    reused_width: width(r).max(1),
+                }
+            })
+            .collect::<Vec<_>>();
+        Chart {
+            service: new.service.name(),
+            n: new.calls,
+            width: BARS_X + BARS_WIDTH + 60,
+            height: TOP + rows.len() as u32 * ROW_HEIGHT + 8,
+            rows,
+            failed_new: new.failed,
+            failed_reused: reused.failed,
+            last_error: new.last_error.clone().or_else(|| reused.last_error.clone()),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "lab.html")]
+struct LabHtml<'a> {
+    base: &'a str,
+    version: &'a str,
+    release: Option<Badge<'a>>,
+    pod: &'a str,
+    pod_colour: String,
+    service: &'a str,
+    n: &'a str,
+    chart: Option<Chart>,
+    error: Option<String>,
+    bars_x: u32,
+    min_interval: u64,
+    max_interval: u64,
+    max_duration: u64,
+}
+
+pub async fn page(State(state): State<AppState>, Query(query): Query<LabQuery>) -> Response {
+    let (status, chart, error) = match query.run.as_deref() {
+        Some("spread") => {
+            let spread = SpreadQuery {
+                service: query.service.clone(),
+                n: query.n.clone(),
+                connection: None,
+            };
+            match lab::compare(&state, &spread).await {
+                Ok((new, reused)) => (StatusCode::OK, Some(Chart::of(&new, &reused)), None),
+                Err(e) => (status_of(&e), None, Some(e.to_string())),
+            }
+        }
+        Some(other) => (
+            StatusCode::BAD_REQUEST,
+            None,
+            Some(format!("run must be spread, not '{other}'")),
+        ),
+        None => (StatusCode::OK, None, None),
+    };
+    let pod = state.identity.pod_name.as_str();
+    let html = LabHtml {
+        base: "",
+        version: VERSION,
+        release: Badge::of(state.identity.release.as_deref()),
+        pod,
+        pod_colour: colour::of(pod),
+        service: query.service.as_deref().unwrap_or("quote"),
+        n: query.n.as_deref().unwrap_or("20"),
+        chart,
+        error,
+        bars_x: BARS_X,
+        min_interval: watch::INTERVAL_MS.0,
+        max_interval: watch::INTERVAL_MS.1,
+        max_duration: watch::DURATION_S.1,
+    };
+    let body = html
+        .render()
+        .unwrap_or_else(|e| format!("template error: {e}"));
+    crate::routes::html(status, body)
+}
+
+fn status_of(error: &Error) -> StatusCode {
+    match error {
+        Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+        Error::LabBusy | Error::LabRate { .. } | Error::WatchLimit => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
