@@ -179,14 +179,14 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "{:<52} {:>10} {:>8} {:>8} {:>8} {:>7}",
+            "{:<60} {:>10} {:>8} {:>8} {:>8} {:>7}",
             "scenario", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
         );
         for r in &self.runs {
             let s = &r.summary;
             let _ = writeln!(
                 t,
-                "{:<52} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>7}",
+                "{:<60} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>7}",
                 r.name,
                 s.rps(),
                 ms(s.p50_us),
@@ -197,25 +197,25 @@ impl Report {
         }
         let _ = writeln!(
             t,
-            "{:<52} {:>10.0}",
+            "{:<60} {:>10.0}",
             "naive SQLite loop (commits/s, no HTTP)", self.naive_inserts_per_s
         );
         if let Some(pg) = &self.postgres {
             let _ = writeln!(
                 t,
-                "{:<52} {:>10.0}",
+                "{:<60} {:>10.0}",
                 "naive PostgreSQL loop (commits/s, no HTTP)", pg.naive_inserts_per_s
             );
         }
         let _ = writeln!(
             t,
-            "\n{:<52} {:>12} {:>12} {:>8}",
+            "\n{:<60} {:>12} {:>12} {:>8}",
             "target", "measured", "target", "ratio"
         );
         for o in outcomes {
             let _ = writeln!(
                 t,
-                "{:<52} {:>12.2} {:>12.2} {:>8} {}",
+                "{:<60} {:>12.2} {:>12.2} {:>8} {}",
                 o.name,
                 o.measured,
                 o.target,
