@@ -233,13 +233,15 @@ impl Postgres {
     /// Starts a cluster, or says why it cannot ([`skip`]) and returns `None`. `settings` are
     /// server settings (`-c name=value`) beside the test defaults.
     pub fn start(test: &str, settings: &[&str]) -> Option<Postgres> {
-        let Some(bin) = Self::bin_dir() else {
-            skip(
-                test,
-                "PostgreSQL is not installed (apt-get install postgresql)",
-            );
-            return None;
-        };
+        Self::try_start(settings)
+            .inspect_err(|why| skip(test, &why.to_string()))
+            .ok()
+    }
+
+    /// Starts a cluster, or says why this machine cannot run one: for a server shared by
+    /// several tests, each of which then reports its own skip.
+    pub fn try_start(settings: &[&str]) -> Result<Postgres, PostgresUnavailable> {
+        let bin = Self::bin_dir().ok_or(PostgresUnavailable::NotInstalled)?;
         let run_as_postgres = Command::new("id")
             .arg("-u")
             .output()
@@ -250,8 +252,7 @@ impl Postgres {
                 .output()
                 .is_ok_and(|o| o.status.success())
         {
-            skip(test, "running as root and there is no postgres user");
-            return None;
+            return Err(PostgresUnavailable::NoPostgresUser);
         }
         static CLUSTERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -324,7 +325,7 @@ impl Postgres {
         }
         std::fs::write(pg.dir.join("options"), &options).expect("write the server options");
         pg.start_server();
-        Some(pg)
+        Ok(pg)
     }
 
     /// The newest `/usr/lib/postgresql/<version>/bin` that has `initdb`.
@@ -422,6 +423,15 @@ impl Postgres {
         );
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
+}
+
+/// Why [`Postgres::try_start`] cannot run a server on this machine.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresUnavailable {
+    #[error("PostgreSQL is not installed (apt-get install postgresql)")]
+    NotInstalled,
+    #[error("running as root and there is no postgres user to run the server as")]
+    NoPostgresUser,
 }
 
 impl Drop for Postgres {

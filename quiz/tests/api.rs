@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kit::Running;
-use kit::testing::Postgres;
+use kit::testing::{Postgres, PostgresUnavailable};
 use quiz::{Config, Database, PostgresUrl};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -21,11 +21,17 @@ enum Backend {
 
 /// One server for the tests of this file, each in its own database. Its flushes are off
 /// (`fsync=off`): these tests crash quiz, never the server, and `synchronous_commit` stays on.
+/// Where it cannot run, each test says it is skipped, under the name the harness gave it.
 fn shared_postgres() -> Option<&'static Postgres> {
-    static SERVER: OnceLock<Option<Postgres>> = OnceLock::new();
-    SERVER
-        .get_or_init(|| Postgres::start("quiz API tests on PostgreSQL", &["fsync=off"]))
-        .as_ref()
+    static SERVER: OnceLock<Result<Postgres, PostgresUnavailable>> = OnceLock::new();
+    match SERVER.get_or_init(|| Postgres::try_start(&["fsync=off"])) {
+        Ok(server) => Some(server),
+        Err(why) => {
+            let thread = std::thread::current();
+            kit::testing::skip(thread.name().unwrap_or("a quiz test"), &why.to_string());
+            None
+        }
+    }
 }
 
 /// A test's own database: a SQLite file in a temporary directory, or a new database on the

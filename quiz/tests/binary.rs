@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kit::testing::{Postgres, Process};
+use kit::testing::{Postgres, PostgresUnavailable, Process};
 use serde_json::{Value, json};
 
 const QUIZ: &str = env!("CARGO_BIN_EXE_quiz");
@@ -139,12 +139,17 @@ fn hostile_questions_files_are_refused_quickly_in_bounded_memory() {
     refuses_questions_file(std::path::Path::new("/dev/zero"), "a device");
 }
 
-/// One PostgreSQL server for the process tests of this file, each in its own database.
+/// One PostgreSQL server for the process tests of this file, each in its own database; where
+/// it cannot run, each test says it is skipped.
 fn postgres(test: &str) -> Option<&'static Postgres> {
-    static SERVER: OnceLock<Option<Postgres>> = OnceLock::new();
-    SERVER
-        .get_or_init(|| Postgres::start(test, &["fsync=off"]))
-        .as_ref()
+    static SERVER: OnceLock<Result<Postgres, PostgresUnavailable>> = OnceLock::new();
+    match SERVER.get_or_init(|| Postgres::try_start(&["fsync=off"])) {
+        Ok(server) => Some(server),
+        Err(why) => {
+            kit::testing::skip(test, &why.to_string());
+            None
+        }
+    }
 }
 
 /// Posts `count` answers, `parallel` at a time, and returns how many were acknowledged (200).

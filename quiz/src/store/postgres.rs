@@ -323,8 +323,9 @@ impl PostgresStore {
     }
 }
 
-/// Worth waiting for at start: the server is not there yet, or still starting up (SQLSTATE
-/// class 57: "the database system is starting up"). Refusals such as a wrong password are not.
+/// Worth waiting for at start: the server is not there yet, still starting up, or busy (SQLSTATE
+/// class 57: 57P03 "the database system is starting up"; 57014, the statement timeout, while
+/// another replica holds the migration lock). Refusals such as a wrong password are not.
 fn retriable(e: &StoreError) -> bool {
     match e {
         StoreError::Postgres(e) => e
