@@ -477,6 +477,26 @@ async fn concurrent_answers_all_succeed_and_are_all_stored(backend: Backend) {
         assert_eq!(task.await.unwrap(), StatusCode::OK);
     }
     assert_eq!(quiz.total_answers().await, 200);
+    // Group commit: answers arriving together share commits. Asserted on PostgreSQL, where
+    // every commit is a round trip to the server; a SQLite file on a RAM disk may commit faster
+    // than the answers arrive.
+    if matches!(backend, Backend::Postgres) {
+        let metrics = quiz
+            .client
+            .get(format!("{}/metrics", quiz.app.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let commits: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("quiz_commit_batch_size_count "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("the commit count");
+        assert!(commits < 100, "{commits} commits for 200 answers");
+    }
     quiz.stop().await;
 }
 
