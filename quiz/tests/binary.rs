@@ -1,7 +1,8 @@
 //! The real `quiz` binary as a process: acknowledged answers survive `kill -9`, on SQLite and on
 //! PostgreSQL; several processes share one PostgreSQL database.
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use kit::testing::{Postgres, PostgresUnavailable, Process};
@@ -152,15 +153,16 @@ fn postgres(test: &str) -> Option<&'static Postgres> {
     }
 }
 
-/// Posts `count` answers, `parallel` at a time, and returns how many were acknowledged (200).
-/// Stops early, without failing, when the process is gone.
-async fn answer_load(url: String, count: u64, parallel: u64) -> u64 {
+/// Posts `count` answers, `parallel` at a time, and returns how many were acknowledged (200),
+/// counting them in `acknowledged` as they come. Stops early, without failing, when the
+/// process is gone; any other answer than 200 fails the test.
+async fn answer_load(url: String, count: u64, parallel: u64, acknowledged: Arc<AtomicU64>) -> u64 {
     let client = reqwest::Client::new();
     let workers = (0..parallel).map(|w| {
         let client = client.clone();
         let url = url.clone();
+        let acknowledged = acknowledged.clone();
         tokio::spawn(async move {
-            let mut acknowledged = 0;
             for i in (w..count).step_by(parallel as usize) {
                 let id = i % 30 + 1;
                 let sent = client
@@ -169,19 +171,19 @@ async fn answer_load(url: String, count: u64, parallel: u64) -> u64 {
                     .send()
                     .await;
                 match sent {
-                    Ok(res) if res.status() == 200 => acknowledged += 1,
+                    Ok(res) if res.status() == 200 => {
+                        acknowledged.fetch_add(1, Ordering::SeqCst);
+                    }
                     Ok(res) => panic!("answer refused: {}", res.status()),
                     Err(_) => break,
                 }
             }
-            acknowledged
         })
     });
-    let mut acknowledged = 0;
     for worker in workers.collect::<Vec<_>>() {
-        acknowledged += worker.await.unwrap();
+        worker.await.unwrap();
     }
-    acknowledged
+    acknowledged.load(Ordering::SeqCst)
 }
 
 async fn stats(quiz: &Process) -> Value {
@@ -202,9 +204,9 @@ async fn two_processes_on_one_postgres_database_agree_and_lose_nothing() {
     let url = server.url(&server.create_database());
     let one = Process::start(QUIZ, &["--database-url", &url, "--pod-name", "quiz-1"]);
     // The second starts, and writes the question set, while answers flow through the first.
-    let first = tokio::spawn(answer_load(one.url(), 300, 16));
+    let first = tokio::spawn(answer_load(one.url(), 300, 16, Arc::default()));
     let two = Process::start(QUIZ, &["--database-url", &url, "--pod-name", "quiz-2"]);
-    let b = answer_load(two.url(), 150, 16).await;
+    let b = answer_load(two.url(), 150, 16, Arc::default()).await;
     let a = first.await.unwrap();
     assert_eq!(
         (a, b),
@@ -224,16 +226,21 @@ async fn acknowledged_answers_survive_kill_9_during_a_load_on_postgres() {
     };
     let name = server.create_database();
     let quiz = Process::start(QUIZ, &["--database-url", &server.url(&name)]);
-    let load = tokio::spawn(answer_load(quiz.url(), 100_000, 32));
-    // Killed mid-load: some answers are in flight, waiting for their commit.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let progress = Arc::new(AtomicU64::new(0));
+    let load = tokio::spawn(answer_load(quiz.url(), 100_000, 32, progress.clone()));
+    // Killed mid-load, once answers are being acknowledged: others are in flight, waiting for
+    // their commit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while progress.load(Ordering::SeqCst) < 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     quiz.signal("KILL");
     let acknowledged = load.await.unwrap();
     let stored: u64 = server
         .sql(&name, "SELECT COUNT(*) FROM answers")
         .parse()
         .unwrap();
-    assert!(acknowledged > 0, "the load ran before the kill");
+    assert!(acknowledged >= 200, "the load ran before the kill");
     assert!(
         stored >= acknowledged,
         "{acknowledged} acknowledged, only {stored} stored"
