@@ -2,6 +2,8 @@
 //! the services and the baselines as processes, drives each with wrk on loopback, prints a table,
 //! writes BENCHMARKS.md, and exits non-zero when a target is missed. `--smoke` runs every
 //! scenario for a second with no targets, to keep the harness working (the test command runs it).
+//! quiz runs on SQLite and, where Debian's `postgresql` package is installed, on a throw-away
+//! PostgreSQL server too.
 
 mod procs;
 mod report;
@@ -433,6 +435,106 @@ fn run_load(
         "naive SQLite loop: {:.0} commits/s",
         report.naive_inserts_per_s
     );
+    run(
+        report,
+        "quiz GET /stats",
+        format!("{}/stats", quiz.url()),
+        None,
+        &[&quiz],
+    );
+    drop(quiz);
+
+    // The same on PostgreSQL: a server of its own, flushing as in production (fsync on).
+    let Some(server) = kit::testing::Postgres::start("bench: quiz on PostgreSQL", &[]) else {
+        return;
+    };
+    let database = server.create_database();
+    let quiz_port = free_port();
+    let quiz = start(
+        "quiz-pg",
+        "quiz",
+        service_args(quiz_port, &["--database-url", &server.url(&database)]),
+        quiz_port,
+        "/healthz/ready",
+    );
+    run(
+        report,
+        "quiz on PostgreSQL GET /questions/random",
+        format!("{}/questions/random", quiz.url()),
+        None,
+        &[&quiz],
+    );
+    let writes = run(
+        report,
+        "quiz on PostgreSQL POST /questions/1/answers (durable)",
+        format!("{}/questions/1/answers", quiz.url()),
+        Some(post),
+        &[&quiz],
+    );
+    // Counted by the server itself, not through quiz.
+    let stored = server
+        .sql(&database, "SELECT COUNT(*) FROM answers")
+        .parse()
+        .expect("a count");
+    let naive_db = server.create_database();
+    let naive_inserts_per_s = naive_postgres(&server.url(&naive_db), duration);
+    println!("naive PostgreSQL loop: {naive_inserts_per_s:.0} commits/s");
+    report.postgres = Some(report::PostgresRun {
+        naive_inserts_per_s,
+        acknowledged: writes.requests - writes.errors_status,
+        stored,
+    });
+    run(
+        report,
+        "quiz on PostgreSQL GET /stats",
+        format!("{}/stats", quiz.url()),
+        None,
+        &[&quiz],
+    );
+}
+
+/// The baseline for durable writes on PostgreSQL: one connection, one insert per transaction
+/// (autocommit: one round trip and one WAL flush each), the table quiz uses.
+fn naive_postgres(url: &str, duration: Duration) -> f64 {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect to PostgreSQL");
+                tokio::spawn(connection);
+                client
+                    .batch_execute(
+                        "SET synchronous_commit = on;
+                         CREATE TABLE answers (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                         question_id BIGINT NOT NULL, answer_index BIGINT NOT NULL,
+                         correct BOOLEAN NOT NULL, answered_at TIMESTAMPTZ NOT NULL)",
+                    )
+                    .await
+                    .expect("schema");
+                let insert = client
+                    .prepare(
+                        "INSERT INTO answers (question_id, answer_index, correct, answered_at)
+                         VALUES (1, 0, true, now())",
+                    )
+                    .await
+                    .expect("prepare");
+                let started = Instant::now();
+                let mut n = 0u64;
+                while started.elapsed() < duration {
+                    client.execute(&insert, &[]).await.expect("insert");
+                    n += 1;
+                }
+                n as f64 / started.elapsed().as_secs_f64()
+            })
+        })
+        .join()
+        .unwrap()
+    })
 }
 
 fn stored_answers(quiz: &Proc) -> u64 {

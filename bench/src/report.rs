@@ -40,6 +40,15 @@ pub struct Report {
     pub naive_inserts_per_s: f64,
     pub acknowledged: u64,
     pub stored: u64,
+    /// quiz on PostgreSQL, where the server could be started.
+    pub postgres: Option<PostgresRun>,
+}
+
+/// The durable writes on PostgreSQL, beside the naive loop on the same server.
+pub struct PostgresRun {
+    pub naive_inserts_per_s: f64,
+    pub acknowledged: u64,
+    pub stored: u64,
 }
 
 impl Report {
@@ -53,6 +62,7 @@ impl Report {
             naive_inserts_per_s: 0.0,
             acknowledged: 0,
             stored: 0,
+            postgres: None,
         }
     }
 
@@ -110,6 +120,29 @@ impl Report {
                 true,
             ),
         ];
+        if let Some(pg) = &self.postgres {
+            let writes = self.run("quiz on PostgreSQL POST");
+            out.extend([
+                Outcome::check(
+                    "quiz on PostgreSQL answers/s ≥ 5 × naive PostgreSQL loop",
+                    writes.rps(),
+                    5.0 * pg.naive_inserts_per_s,
+                    true,
+                ),
+                Outcome::check(
+                    "quiz on PostgreSQL answer errors = 0",
+                    writes.errors() as f64,
+                    0.0,
+                    false,
+                ),
+                Outcome::check(
+                    "quiz on PostgreSQL answers stored ≥ answers acknowledged",
+                    pg.stored as f64,
+                    pg.acknowledged as f64,
+                    true,
+                ),
+            ]);
+        }
         let hello = self.startup("hello").start.as_secs_f64() * 1000.0;
         for name in crate::SERVICES {
             let s = self.startup(name);
@@ -146,14 +179,14 @@ impl Report {
         let mut t = String::new();
         let _ = writeln!(
             t,
-            "{:<52} {:>10} {:>8} {:>8} {:>8} {:>7}",
+            "{:<60} {:>10} {:>8} {:>8} {:>8} {:>7}",
             "scenario", "req/s", "p50 ms", "p99 ms", "max ms", "errors"
         );
         for r in &self.runs {
             let s = &r.summary;
             let _ = writeln!(
                 t,
-                "{:<52} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>7}",
+                "{:<60} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>7}",
                 r.name,
                 s.rps(),
                 ms(s.p50_us),
@@ -164,18 +197,25 @@ impl Report {
         }
         let _ = writeln!(
             t,
-            "{:<52} {:>10.0}",
+            "{:<60} {:>10.0}",
             "naive SQLite loop (commits/s, no HTTP)", self.naive_inserts_per_s
         );
+        if let Some(pg) = &self.postgres {
+            let _ = writeln!(
+                t,
+                "{:<60} {:>10.0}",
+                "naive PostgreSQL loop (commits/s, no HTTP)", pg.naive_inserts_per_s
+            );
+        }
         let _ = writeln!(
             t,
-            "\n{:<52} {:>12} {:>12} {:>8}",
+            "\n{:<60} {:>12} {:>12} {:>8}",
             "target", "measured", "target", "ratio"
         );
         for o in outcomes {
             let _ = writeln!(
                 t,
-                "{:<52} {:>12.2} {:>12.2} {:>8} {}",
+                "{:<60} {:>12.2} {:>12.2} {:>8} {}",
                 o.name,
                 o.measured,
                 o.target,
@@ -255,11 +295,48 @@ impl Report {
             "| naive SQLite loop, one insert per transaction, WAL + synchronous=FULL (no HTTP) | {:.0} | | | | | | |",
             self.naive_inserts_per_s
         );
+        if let Some(pg) = &self.postgres {
+            let _ = writeln!(
+                m,
+                "| naive PostgreSQL loop, one insert per transaction, synchronous_commit=on, same server (no HTTP) | {:.0} | | | | | | |",
+                pg.naive_inserts_per_s
+            );
+        }
         let _ = writeln!(
             m,
             "\nquiz durable answers: {} acknowledged with 200, {} stored.\n",
             self.acknowledged, self.stored
         );
+        if let Some(pg) = &self.postgres {
+            let _ = writeln!(
+                m,
+                "quiz on PostgreSQL durable answers: {} acknowledged with 200, {} stored.\n",
+                pg.acknowledged, pg.stored
+            );
+            let _ = writeln!(m, "### quiz reads on both stores\n");
+            let _ = writeln!(m, "| read | SQLite req/s | PostgreSQL req/s |");
+            let _ = writeln!(m, "|---|---:|---:|");
+            for (read, sqlite, postgres) in [
+                (
+                    "`GET /questions/random` (the question set is in memory)",
+                    "quiz GET /questions/random",
+                    "quiz on PostgreSQL GET /questions/random",
+                ),
+                (
+                    "`GET /stats` (a query over all answers)",
+                    "quiz GET /stats",
+                    "quiz on PostgreSQL GET /stats",
+                ),
+            ] {
+                let _ = writeln!(
+                    m,
+                    "| {read} | {:.0} | {:.0} |",
+                    self.run(sqlite).rps(),
+                    self.run(postgres).rps()
+                );
+            }
+            let _ = writeln!(m);
+        }
 
         let _ = writeln!(m, "## Start-up and idle memory\n");
         let _ = writeln!(

@@ -44,6 +44,7 @@ end
 "#;
 
 /// A request other than a plain GET.
+#[derive(Clone, Copy)]
 pub struct Post<'a> {
     pub body: &'a str,
 }

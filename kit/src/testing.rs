@@ -210,3 +210,245 @@ pub fn skip(test: &str, reason: &str) {
         }
     }
 }
+
+/// A throw-away PostgreSQL server for tests and the benchmark: a new cluster in a temporary
+/// directory, on a free loopback port, trusting local connections, with its socket in that
+/// directory. It uses the server binaries of Debian's `postgresql` package
+/// (`/usr/lib/postgresql/<version>/bin`) and runs them as the `postgres` user when started by
+/// root, since the server refuses to run as root.
+///
+/// The cluster is stopped and its directory removed on drop, and also when the test process
+/// dies without unwinding (a panic that aborts, `kill -9`): a watchdog shell waits on a pipe
+/// from this process and cleans up when it closes.
+pub struct Postgres {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    pub port: u16,
+    run_as_postgres: bool,
+    watchdog: Child,
+    watchdog_pipe: Option<ChildStdin>,
+}
+
+impl Postgres {
+    /// Starts a cluster, or says why it cannot ([`skip`]) and returns `None`. `settings` are
+    /// server settings (`-c name=value`) beside the test defaults.
+    pub fn start(test: &str, settings: &[&str]) -> Option<Postgres> {
+        Self::try_start(settings)
+            .inspect_err(|why| skip(test, &why.to_string()))
+            .ok()
+    }
+
+    /// Starts a cluster, or says why this machine cannot run one: for a server shared by
+    /// several tests, each of which then reports its own skip.
+    pub fn try_start(settings: &[&str]) -> Result<Postgres, PostgresUnavailable> {
+        let bin = Self::bin_dir().ok_or(PostgresUnavailable::NotInstalled)?;
+        let run_as_postgres = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        if run_as_postgres
+            && !Command::new("id")
+                .arg("postgres")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        {
+            return Err(PostgresUnavailable::NoPostgresUser);
+        }
+        static CLUSTERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "kiada-pg-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a directory for the cluster");
+        if run_as_postgres {
+            run(Command::new("chown").arg("postgres:postgres").arg(&dir));
+        }
+        // The watchdog first, so that even a failing start leaves nothing behind.
+        let mut watchdog = Command::new("sh")
+            .args([
+                "-c",
+                // Ctrl-C reaches the whole process group: the watchdog outlives it to clean up.
+                r#"trap '' INT TERM; read _; $2 "$3/pg_ctl" -D "$1/data" stop -m immediate -w >/dev/null 2>&1; rm -rf "$1""#,
+                "sh",
+            ])
+            .arg(&dir)
+            .arg(if run_as_postgres {
+                "runuser -u postgres --"
+            } else {
+                ""
+            })
+            .arg(&bin)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh runs");
+        let watchdog_pipe = watchdog.stdin.take();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let pg = Postgres {
+            bin,
+            dir,
+            port,
+            run_as_postgres,
+            watchdog,
+            watchdog_pipe,
+        };
+        let data = pg.dir.join("data");
+        // -N: the cluster is thrown away, its creation need not be flushed.
+        let mut initdb = pg.command("initdb");
+        initdb
+            .args([
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-N",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "-D",
+            ])
+            .arg(&data);
+        run(&mut initdb);
+        let mut options = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200",
+            pg.dir.display()
+        );
+        for setting in settings {
+            options.push_str(" -c ");
+            options.push_str(setting);
+        }
+        std::fs::write(pg.dir.join("options"), &options).expect("write the server options");
+        pg.start_server();
+        Ok(pg)
+    }
+
+    /// The newest `/usr/lib/postgresql/<version>/bin` that has `initdb`.
+    fn bin_dir() -> Option<std::path::PathBuf> {
+        let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let version = e.file_name().to_str()?.parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").exists().then_some((version, bin))
+            })
+            .collect();
+        versions.sort();
+        versions.pop().map(|(_, bin)| bin)
+    }
+
+    fn command(&self, tool: &str) -> Command {
+        let program = self.bin.join(tool);
+        if self.run_as_postgres {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Command {
+        let mut command = self.command("pg_ctl");
+        command
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(args)
+            .stdout(Stdio::null());
+        command
+    }
+
+    fn start_server(&self) {
+        let options = std::fs::read_to_string(self.dir.join("options")).expect("the options");
+        let mut pg_ctl = self.pg_ctl(&["start", "-w", "-t", "30", "-o", &options, "-l"]);
+        run(pg_ctl.arg(self.dir.join("server.log")));
+    }
+
+    /// Stops the server (fast: connections are closed at once), keeping its data.
+    pub fn stop(&self) {
+        run(&mut self.pg_ctl(&["stop", "-m", "fast", "-w"]));
+    }
+
+    /// Starts the server again after [`Postgres::stop`], on the same port.
+    pub fn restart(&self) {
+        self.start_server();
+    }
+
+    /// A URL for `database` as the superuser `postgres` (no password: the cluster trusts local
+    /// connections).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// A new, empty database with a unique name; returns the name.
+    pub fn create_database(&self) -> String {
+        static DATABASES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "test_{}",
+            DATABASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        self.sql("postgres", &format!("CREATE DATABASE {name}"));
+        name
+    }
+
+    /// Runs `sql` in `database` with psql and returns what it printed, unaligned, without
+    /// headers (`-At`); panics when it fails.
+    pub fn sql(&self, database: &str, sql: &str) -> String {
+        let output = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .arg("-p")
+            .arg(self.port.to_string())
+            .args(["-d", database, "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(
+            output.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+}
+
+/// Why [`Postgres::try_start`] cannot run a server on this machine.
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresUnavailable {
+    #[error("PostgreSQL is not installed (apt-get install postgresql)")]
+    NotInstalled,
+    #[error("running as root and there is no postgres user to run the server as")]
+    NoPostgresUser,
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Closing the pipe lets the watchdog stop the server and remove the directory.
+        self.watchdog_pipe = None;
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// Runs a command, panicking with its output when it fails.
+fn run(command: &mut Command) {
+    let output = command.output().expect("the command runs");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

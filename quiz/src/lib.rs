@@ -1,5 +1,6 @@
 //! The quiz service: multiple-choice questions about Kubernetes Services as a JSON API, with
-//! every answer recorded durably in an embedded SQLite database.
+//! every answer recorded durably: in an embedded SQLite database by default, or in PostgreSQL
+//! when several replicas share the answers.
 
 mod error;
 pub mod questions;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 pub use error::Error;
 pub use questions::{Question, QuestionsError};
-pub use store::{Store, StoreError, StoreMetrics};
+pub use store::{Database, PostgresUrl, Store, StoreError, StoreMetrics};
 
 /// How often readiness re-checks the database.
 const CHECK_INTERVAL: Duration = Duration::from_secs(2);
@@ -33,19 +34,25 @@ pub enum StartError {
 pub struct Config {
     pub server: kit::ServerConfig,
     pub identity: kit::Identity,
-    /// The SQLite database file; created, with its directory, if missing.
-    pub db_path: PathBuf,
+    /// Where answers are kept: a SQLite file (created, with its directory, if missing) or a
+    /// PostgreSQL server.
+    pub database: Database,
     /// Questions replacing the bundled set (JSON or YAML).
     pub questions_file: Option<PathBuf>,
 }
 
 impl Config {
-    /// Free ports, bundled questions, the database at `db_path`.
+    /// Free ports, bundled questions, the SQLite database at `db_path`.
     pub fn local(pod_name: &str, db_path: PathBuf) -> Self {
+        Self::local_on(pod_name, Database::Sqlite(db_path))
+    }
+
+    /// Free ports, bundled questions, answers in `database`.
+    pub fn local_on(pod_name: &str, database: Database) -> Self {
         Config {
             server: kit::ServerConfig::ephemeral(),
             identity: kit::Identity::named(pod_name),
-            db_path,
+            database,
             questions_file: None,
         }
     }
@@ -95,18 +102,19 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
     };
     let mut metrics = prometheus_client::registry::Registry::default();
     let store = Store::open(
-        &config.db_path,
+        &config.database,
         &questions,
         StoreMetrics::register(&mut metrics),
-    )?;
+    )
+    .await?;
     tracing::info!(
-        db = %config.db_path.display(),
+        db = %config.database,
         questions = questions.len(),
         source = config.questions_file.as_ref().map_or("bundled".into(), |p| p.display().to_string()),
         "question set stored"
     );
 
-    let database = Arc::new(RwLock::new(store.check().await));
+    let database = Arc::new(RwLock::new(readiness(store.check().await)));
     watch_database(store.clone(), database.clone());
     let state = AppState {
         questions: Arc::new(QuestionSet::new(questions)),
@@ -124,12 +132,17 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
     Ok(kit::App::bind(&config.server, &config.identity, service)?)
 }
 
+/// What readiness reports: the health checks speak in plain text.
+fn readiness(check: Result<(), StoreError>) -> Result<(), String> {
+    check.map_err(|e| e.to_string())
+}
+
 /// Keeps the readiness verdict on the database fresh, so that the probe itself only reads it.
 fn watch_database(store: Store, verdict: Arc<RwLock<Result<(), String>>>) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(CHECK_INTERVAL).await;
-            let now = store.check().await;
+            let now = readiness(store.check().await);
             let mut current = verdict.write().unwrap_or_else(|e| e.into_inner());
             if *current != now {
                 match &now {

@@ -1,13 +1,83 @@
-//! The quiz API through real HTTP against the app on port 0, with a real database file.
+//! The quiz API through real HTTP against the app on port 0, on both stores: every test of
+//! the API runs once on a SQLite file and once on a database of a throw-away PostgreSQL server
+//! (see `both_stores!` at the end).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kit::Running;
-use quiz::Config;
+use kit::testing::{Postgres, PostgresUnavailable};
+use quiz::{Config, Database, PostgresUrl};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One server for the tests of this file, each in its own database. Its flushes are off
+/// (`fsync=off`): these tests crash quiz, never the server, and `synchronous_commit` stays on.
+/// Where it cannot run, each test says it is skipped, under the name the harness gave it.
+fn shared_postgres() -> Option<&'static Postgres> {
+    static SERVER: OnceLock<Result<Postgres, PostgresUnavailable>> = OnceLock::new();
+    match SERVER.get_or_init(|| Postgres::try_start(&["fsync=off"])) {
+        Ok(server) => Some(server),
+        Err(why) => {
+            let thread = std::thread::current();
+            kit::testing::skip(thread.name().unwrap_or("a quiz test"), &why.to_string());
+            None
+        }
+    }
+}
+
+/// A test's own database: a SQLite file in a temporary directory, or a new database on the
+/// shared PostgreSQL server. `None` where PostgreSQL is missing (the test is skipped).
+struct TestDb {
+    dir: tempfile::TempDir,
+    database: Database,
+    postgres: Option<(&'static Postgres, String)>,
+}
+
+impl TestDb {
+    fn new(backend: Backend) -> Option<TestDb> {
+        let dir = tempfile::tempdir().unwrap();
+        Some(match backend {
+            Backend::Sqlite => TestDb {
+                database: Database::Sqlite(db_in(&dir)),
+                dir,
+                postgres: None,
+            },
+            Backend::Postgres => {
+                let server = shared_postgres()?;
+                let name = server.create_database();
+                TestDb {
+                    database: Database::Postgres(PostgresUrl::parse(&server.url(&name)).unwrap()),
+                    dir,
+                    postgres: Some((server, name)),
+                }
+            }
+        })
+    }
+
+    fn config(&self, pod_name: &str) -> Config {
+        Config::local_on(pod_name, self.database.clone())
+    }
+
+    /// Runs SQL on the database behind quiz's back.
+    fn execute(&self, sql: &str) {
+        match (&self.postgres, &self.database) {
+            (Some((server, name)), _) => {
+                server.sql(name, sql);
+            }
+            (None, Database::Sqlite(path)) => rusqlite_connection(path).execute_batch(sql).unwrap(),
+            (None, Database::Postgres(_)) => unreachable!("a PostgreSQL test has its server"),
+        }
+    }
+}
 
 struct Quiz {
     app: Running,
@@ -15,8 +85,8 @@ struct Quiz {
 }
 
 impl Quiz {
-    async fn start(db: &Path) -> Quiz {
-        Self::start_with(Config::local("quiz-abc", db.to_owned())).await
+    async fn start(db: &TestDb) -> Quiz {
+        Self::start_with(db.config("quiz-abc")).await
     }
 
     async fn start_with(config: Config) -> Quiz {
@@ -63,10 +133,11 @@ fn db_in(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("data").join("quiz.db")
 }
 
-#[tokio::test]
-async fn root_names_the_pod() {
-    let dir = tempfile::tempdir().unwrap();
-    let quiz = Quiz::start(&db_in(&dir)).await;
+async fn root_names_the_pod(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let quiz = Quiz::start(&db).await;
     let res = reqwest::get(format!("{}/", quiz.app.url())).await.unwrap();
     assert_eq!(res.headers()["x-pod-name"], "quiz-abc");
     assert_eq!(
@@ -76,10 +147,11 @@ async fn root_names_the_pod() {
     quiz.stop().await;
 }
 
-#[tokio::test]
-async fn questions_come_without_their_correct_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    let quiz = Quiz::start(&db_in(&dir)).await;
+async fn questions_come_without_their_correct_answer(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let quiz = Quiz::start(&db).await;
     let (status, q) = quiz.get("/questions/1").await;
     assert_eq!(status, StatusCode::OK);
     let keys: HashSet<&str> = q.as_object().unwrap().keys().map(|k| k.as_str()).collect();
@@ -101,10 +173,11 @@ async fn questions_come_without_their_correct_answer() {
     quiz.stop().await;
 }
 
-#[tokio::test]
-async fn answers_are_judged_recorded_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let quiz = Quiz::start(&db_in(&dir)).await;
+async fn answers_are_judged_recorded_and_counted(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let quiz = Quiz::start(&db).await;
     let bundled = quiz::questions::bundled();
     let (q1, q5) = (&bundled[0], &bundled[4]);
     assert_eq!((q1.id, q5.id), (1, 5));
@@ -161,10 +234,11 @@ async fn answers_are_judged_recorded_and_counted() {
     quiz.stop().await;
 }
 
-#[tokio::test]
-async fn bad_input_gets_a_clear_error_and_stores_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let quiz = Quiz::start(&db_in(&dir)).await;
+async fn bad_input_gets_a_clear_error_and_stores_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let quiz = Quiz::start(&db).await;
     let url = quiz.app.url();
     let post = |path: &str, content_type: &str, body: String| {
         quiz.client
@@ -353,10 +427,10 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing() {
 }
 
 #[tokio::test]
-async fn the_database_is_durable_by_its_pragmas() {
+async fn the_sqlite_database_is_durable_by_its_pragmas() {
     let dir = tempfile::tempdir().unwrap();
     let db = db_in(&dir);
-    let store = quiz::Store::open(
+    let store = quiz::store::SqliteStore::open(
         &db,
         &quiz::questions::bundled(),
         quiz::StoreMetrics::unregistered(),
@@ -384,9 +458,33 @@ async fn the_database_is_durable_by_its_pragmas() {
 }
 
 #[tokio::test]
-async fn concurrent_answers_all_succeed_and_are_all_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let quiz = Quiz::start(&db_in(&dir)).await;
+async fn postgres_commits_are_synchronous_whatever_the_database_says() {
+    let Some(db) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    let (server, name) = db.postgres.unwrap();
+    server.sql(
+        "postgres",
+        &format!("ALTER DATABASE {name} SET synchronous_commit = off"),
+    );
+    let Database::Postgres(url) = &db.database else {
+        unreachable!()
+    };
+    let store = quiz::store::PostgresStore::open(
+        url,
+        &quiz::questions::bundled(),
+        quiz::StoreMetrics::unregistered(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.setting("synchronous_commit").await.unwrap(), "on");
+}
+
+async fn concurrent_answers_all_succeed_and_are_all_stored(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let quiz = Quiz::start(&db).await;
     let mut tasks = Vec::new();
     for i in 0..200u64 {
         let client = quiz.client.clone();
@@ -400,13 +498,33 @@ async fn concurrent_answers_all_succeed_and_are_all_stored() {
         assert_eq!(task.await.unwrap(), StatusCode::OK);
     }
     assert_eq!(quiz.total_answers().await, 200);
+    // Group commit: answers arriving together share commits. Asserted on PostgreSQL, where
+    // every commit is a round trip to the server; a SQLite file on a RAM disk may commit faster
+    // than the answers arrive.
+    if matches!(backend, Backend::Postgres) {
+        let metrics = quiz
+            .client
+            .get(format!("{}/metrics", quiz.app.url()))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let commits: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("quiz_commit_batch_size_count "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("the commit count");
+        assert!(commits < 100, "{commits} commits for 200 answers");
+    }
     quiz.stop().await;
 }
 
-#[tokio::test]
-async fn answers_survive_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = db_in(&dir);
+async fn answers_survive_a_restart(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
     let quiz = Quiz::start(&db).await;
     let right = quiz::questions::bundled()[6].correct_answer_index;
     for _ in 0..3 {
@@ -427,12 +545,13 @@ fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
     path
 }
 
-#[tokio::test]
-async fn a_new_question_set_is_upserted_by_id_and_history_is_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = db_in(&dir);
+async fn a_new_question_set_is_upserted_by_id_and_history_is_kept(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let dir = &db.dir;
     let first = write(
-        &dir,
+        dir,
         "v1.yaml",
         r#"
 - id: 1
@@ -448,7 +567,7 @@ async fn a_new_question_set_is_upserted_by_id_and_history_is_kept() {
     );
     let quiz = Quiz::start_with(Config {
         questions_file: Some(first),
-        ..Config::local("q", db.clone())
+        ..db.config("q")
     })
     .await;
     // An explanation is optional in a custom file: without one the answer carries none.
@@ -468,7 +587,7 @@ async fn a_new_question_set_is_upserted_by_id_and_history_is_kept() {
 
     // Question 1 changes its correct answer, 2 leaves the set, 3 joins: a JSON file this time.
     let second = write(
-        &dir,
+        dir,
         "v2.json",
         r#"[
         {"id": 1, "text": "One, reworded?", "answers": ["a", "b", "c"], "correctAnswerIndex": 2},
@@ -477,7 +596,7 @@ async fn a_new_question_set_is_upserted_by_id_and_history_is_kept() {
     );
     let quiz = Quiz::start_with(Config {
         questions_file: Some(second),
-        ..Config::local("q", db)
+        ..db.config("q")
     })
     .await;
     let (_, q1) = quiz.get("/questions/1").await;
@@ -511,9 +630,11 @@ async fn a_new_question_set_is_upserted_by_id_and_history_is_kept() {
     quiz.stop().await;
 }
 
-#[tokio::test]
-async fn an_invalid_question_set_stops_the_start_naming_the_question() {
-    let dir = tempfile::tempdir().unwrap();
+async fn an_invalid_question_set_stops_the_start_naming_the_question(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let dir = &db.dir;
     let cases = [
         (
             "dup.yaml",
@@ -553,10 +674,10 @@ async fn an_invalid_question_set_stops_the_start_naming_the_question() {
         ("broken.json", "[{", "not valid JSON"),
     ];
     for (name, text, want) in cases {
-        let path = write(&dir, name, text);
+        let path = write(dir, name, text);
         let config = Config {
             questions_file: Some(path),
-            ..Config::local("q", db_in(&dir))
+            ..db.config("q")
         };
         let err = quiz::build(config)
             .await
@@ -567,10 +688,10 @@ async fn an_invalid_question_set_stops_the_start_naming_the_question() {
     }
 }
 
-#[tokio::test]
-async fn readiness_fails_while_the_database_is_unusable() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = db_in(&dir);
+async fn readiness_fails_while_the_database_is_unusable(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
     let quiz = Quiz::start(&db).await;
     let ready = || async {
         let res = quiz
@@ -584,10 +705,7 @@ async fn readiness_fails_while_the_database_is_unusable() {
     assert_eq!(ready().await.0, StatusCode::OK);
 
     // Someone breaks the schema under the running service.
-    let other = rusqlite_connection(&db);
-    other
-        .execute_batch("ALTER TABLE answers RENAME TO answers_moved")
-        .unwrap();
+    db.execute("ALTER TABLE answers RENAME TO answers_moved");
     let (status, reason) = wait_for(&ready, |(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
@@ -595,9 +713,7 @@ async fn readiness_fails_while_the_database_is_unusable() {
         "{reason}"
     );
 
-    other
-        .execute_batch("ALTER TABLE answers_moved RENAME TO answers")
-        .unwrap();
+    db.execute("ALTER TABLE answers_moved RENAME TO answers");
     wait_for(&ready, |(s, _)| *s == StatusCode::OK).await;
     quiz.stop().await;
 }
@@ -620,10 +736,11 @@ async fn wait_for<T, F: Future<Output = T>>(
     }
 }
 
-#[tokio::test]
-async fn answers_and_commits_show_in_the_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let quiz = Quiz::start(&db_in(&dir)).await;
+async fn answers_and_commits_show_in_the_metrics(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let quiz = Quiz::start(&db).await;
     quiz.answer("1", json!({"questionId": 1, "answerIndex": 0}))
         .await;
     quiz.answer("1", json!({"questionId": 1, "answerIndex": 1}))
@@ -657,3 +774,94 @@ async fn answers_and_commits_show_in_the_metrics() {
     );
     quiz.stop().await;
 }
+
+#[tokio::test]
+async fn postgres_down_fails_readiness_and_writes_fast_and_recovers() {
+    // Its own server: this test stops it.
+    let Some(server) = Postgres::start("quiz with PostgreSQL stopped", &["fsync=off"]) else {
+        return;
+    };
+    let name = server.create_database();
+    let url = PostgresUrl::parse(&server.url(&name)).unwrap();
+    let quiz = Quiz::start_with(Config::local_on("q", Database::Postgres(url))).await;
+    let ready = || async {
+        let res = quiz
+            .client
+            .get(format!("{}/healthz/ready", quiz.app.url()))
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.text().await.unwrap())
+    };
+    let answer = json!({"questionId": 1, "answerIndex": 0});
+    assert_eq!(quiz.answer("1", answer.clone()).await.0, StatusCode::OK);
+    assert_eq!(ready().await.0, StatusCode::OK);
+
+    server.stop();
+    let stopped = Instant::now();
+    let (status, reason) = wait_for(&ready, |(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reason}");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(6),
+        "readiness took {:?} to fail",
+        stopped.elapsed()
+    );
+    assert!(
+        reason.contains("database") && reason.contains("connect"),
+        "the cause is named: {reason}"
+    );
+
+    // Writes and reads fail with 503 and a JSON error, quickly.
+    let asked = Instant::now();
+    let (status, body) = quiz.answer("1", answer.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("database"),
+        "{body}"
+    );
+    let (status, body) = quiz.get("/stats").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        asked.elapsed()
+    );
+
+    server.restart();
+    let (status, reason) = wait_for(&ready, |(s, _)| *s == StatusCode::OK).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
+    assert_eq!(quiz.answer("1", answer).await.0, StatusCode::OK);
+    assert_eq!(quiz.total_answers().await, 2);
+    quiz.stop().await;
+}
+
+/// Each test of the API, once per store.
+macro_rules! both_stores {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+both_stores!(
+    root_names_the_pod,
+    questions_come_without_their_correct_answer,
+    answers_are_judged_recorded_and_counted,
+    bad_input_gets_a_clear_error_and_stores_nothing,
+    concurrent_answers_all_succeed_and_are_all_stored,
+    answers_survive_a_restart,
+    a_new_question_set_is_upserted_by_id_and_history_is_kept,
+    an_invalid_question_set_stops_the_start_naming_the_question,
+    readiness_fails_while_the_database_is_unusable,
+    answers_and_commits_show_in_the_metrics,
+);

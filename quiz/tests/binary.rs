@@ -1,8 +1,11 @@
-//! The real `quiz` binary as a process: acknowledged answers survive `kill -9`.
+//! The real `quiz` binary as a process: acknowledged answers survive `kill -9`, on SQLite and on
+//! PostgreSQL; several processes share one PostgreSQL database.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use kit::testing::Process;
+use kit::testing::{Postgres, PostgresUnavailable, Process};
 use serde_json::{Value, json};
 
 const QUIZ: &str = env!("CARGO_BIN_EXE_quiz");
@@ -135,4 +138,184 @@ fn hostile_questions_files_are_refused_quickly_in_bounded_memory() {
     assert!(status.success());
     refuses_questions_file(&fifo, "a FIFO");
     refuses_questions_file(std::path::Path::new("/dev/zero"), "a device");
+}
+
+/// One PostgreSQL server for the process tests of this file, each in its own database; where
+/// it cannot run, each test says it is skipped.
+fn postgres(test: &str) -> Option<&'static Postgres> {
+    static SERVER: OnceLock<Result<Postgres, PostgresUnavailable>> = OnceLock::new();
+    match SERVER.get_or_init(|| Postgres::try_start(&["fsync=off"])) {
+        Ok(server) => Some(server),
+        Err(why) => {
+            kit::testing::skip(test, &why.to_string());
+            None
+        }
+    }
+}
+
+/// Posts `count` answers, `parallel` at a time, and returns how many were acknowledged (200),
+/// counting them in `acknowledged` as they come. Stops early, without failing, when the
+/// process is gone; any other answer than 200 fails the test.
+async fn answer_load(url: String, count: u64, parallel: u64, acknowledged: Arc<AtomicU64>) -> u64 {
+    let client = reqwest::Client::new();
+    let workers = (0..parallel).map(|w| {
+        let client = client.clone();
+        let url = url.clone();
+        let acknowledged = acknowledged.clone();
+        tokio::spawn(async move {
+            for i in (w..count).step_by(parallel as usize) {
+                let id = i % 30 + 1;
+                let sent = client
+                    .post(format!("{url}/questions/{id}/answers"))
+                    .json(&json!({"questionId": id, "answerIndex": i % 3}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(res) if res.status() == 200 => {
+                        acknowledged.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(res) => panic!("answer refused: {}", res.status()),
+                    Err(_) => break,
+                }
+            }
+        })
+    });
+    for worker in workers.collect::<Vec<_>>() {
+        worker.await.unwrap();
+    }
+    acknowledged.load(Ordering::SeqCst)
+}
+
+async fn stats(quiz: &Process) -> Value {
+    reqwest::get(format!("{}/stats", quiz.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_processes_on_one_postgres_database_agree_and_lose_nothing() {
+    let test = "two quiz processes on one PostgreSQL database";
+    let Some(server) = postgres(test) else {
+        return;
+    };
+    let url = server.url(&server.create_database());
+    let one = Process::start(QUIZ, &["--database-url", &url, "--pod-name", "quiz-1"]);
+    // The second starts, and writes the question set, while answers flow through the first.
+    let first = tokio::spawn(answer_load(one.url(), 300, 16, Arc::default()));
+    let two = Process::start(QUIZ, &["--database-url", &url, "--pod-name", "quiz-2"]);
+    let b = answer_load(two.url(), 150, 16, Arc::default()).await;
+    let a = first.await.unwrap();
+    assert_eq!(
+        (a, b),
+        (300, 150),
+        "every answer acknowledged, none refused"
+    );
+    let (s1, s2) = (stats(&one).await, stats(&two).await);
+    assert_eq!(s1, s2, "both replicas report the same totals");
+    assert_eq!(s1["answerCount"], 450, "{s1}");
+}
+
+#[tokio::test]
+async fn acknowledged_answers_survive_kill_9_during_a_load_on_postgres() {
+    let test = "kill -9 of quiz on PostgreSQL";
+    let Some(server) = postgres(test) else {
+        return;
+    };
+    let name = server.create_database();
+    let quiz = Process::start(QUIZ, &["--database-url", &server.url(&name)]);
+    let progress = Arc::new(AtomicU64::new(0));
+    let load = tokio::spawn(answer_load(quiz.url(), 100_000, 32, progress.clone()));
+    // Killed mid-load, once answers are being acknowledged: others are in flight, waiting for
+    // their commit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while progress.load(Ordering::SeqCst) < 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    quiz.signal("KILL");
+    let acknowledged = load.await.unwrap();
+    let stored: u64 = server
+        .sql(&name, "SELECT COUNT(*) FROM answers")
+        .parse()
+        .unwrap();
+    assert!(acknowledged >= 200, "the load ran before the kill");
+    assert!(
+        stored >= acknowledged,
+        "{acknowledged} acknowledged, only {stored} stored"
+    );
+}
+
+#[tokio::test]
+async fn replicas_starting_at_once_migrate_once() {
+    let test = "migrations raced by two quiz processes";
+    let Some(server) = postgres(test) else {
+        return;
+    };
+    let name = server.create_database();
+    let url = server.url(&name);
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || Process::start(QUIZ, &["--database-url", &url]))
+        })
+        .collect();
+    let quizzes: Vec<Process> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(
+        server.sql(&name, "SELECT COUNT(*) FROM quiz_migrations"),
+        "1"
+    );
+    assert_eq!(
+        server.sql(&name, "SELECT COUNT(*) FROM questions WHERE active"),
+        "30"
+    );
+    for quiz in &quizzes {
+        assert_eq!(stats(quiz).await["questions"].as_array().unwrap().len(), 30);
+    }
+}
+
+#[test]
+fn the_database_url_is_checked_and_its_password_never_shown() {
+    // Not PostgreSQL: refused, naming the problem, without the password.
+    let (status, logs) =
+        Process::try_start(QUIZ, &["--database-url", "mysql://quiz:hunter2@db/quiz"])
+            .err()
+            .expect("quiz refuses to start");
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    let logs = logs.join("\n");
+    assert!(logs.contains("not a PostgreSQL URL"), "{logs}");
+    assert!(logs.contains("mysql://quiz:***@db/quiz"), "{logs}");
+    assert!(!logs.contains("hunter2"), "{logs}");
+
+    // Both databases: refused.
+    let mut command = std::process::Command::new(QUIZ);
+    command
+        .args(["--database-url", "postgres://quiz:hunter2@db/quiz"])
+        .env("DB_PATH", "/tmp/quiz.db");
+    let (status, logs) = Process::spawn(command)
+        .err()
+        .expect("quiz refuses to start");
+    assert_eq!(status.and_then(|s| s.code()), Some(2));
+    let logs = logs.join("\n");
+    assert!(
+        logs.contains("--db") && logs.contains("--database-url"),
+        "{logs}"
+    );
+    assert!(!logs.contains("hunter2"), "{logs}");
+
+    // Running: the URL is logged with the password hidden (the test server trusts any).
+    let Some(server) = postgres("quiz logs its PostgreSQL URL") else {
+        return;
+    };
+    let name = server.create_database();
+    let url = format!(
+        "postgres://postgres:hunter2@127.0.0.1:{}/{name}",
+        server.port
+    );
+    let quiz = Process::start(QUIZ, &["--database-url", &url]);
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = quiz.logs().join("\n");
+    assert!(logs.contains("postgres:***@127.0.0.1"), "{logs}");
+    assert!(!logs.contains("hunter2"), "{logs}");
 }

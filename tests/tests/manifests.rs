@@ -2,13 +2,16 @@
 //! selectors find pods, ports and probes exist, the backend URLs name Services defined here,
 //! every pod meets the restricted profile, and the NetworkPolicies allow exactly the intended
 //! flows. `manifests/experiments/`, applied after the suite, passes the same checks, and each
-//! of its objects is checked for what it demonstrates. Then each probe the manifests use is
-//! asked of the real binary.
+//! of its objects is checked for what it demonstrates. `manifests/postgres/`, the variant that
+//! runs quiz on PostgreSQL, applied after the suite, passes them too, and is checked for what it
+//! promises: three quiz replicas on one database whose Service, port, Secret and volumes exist,
+//! and no one but quiz reaching the database. Then each probe the manifests use is asked of the
+//! real binary.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
     Container, Namespace, PersistentVolumeClaim, Pod, PodSpec, Service, ServiceSpec,
 };
@@ -30,6 +33,7 @@ struct Objects {
     kinds_in_order: Vec<String>,
     namespaces: Vec<Namespace>,
     deployments: Vec<Deployment>,
+    statefulsets: Vec<StatefulSet>,
     pods: Vec<Pod>,
     services: Vec<Service>,
     slices: Vec<EndpointSlice>,
@@ -47,13 +51,17 @@ fn yaml_files(dir: &str) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(root().join(dir))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| !(p.is_dir() && p.file_name().is_some_and(|n| n == "experiments")))
+        .filter(|p| {
+            !(p.is_dir()
+                && p.file_name()
+                    .is_some_and(|n| n == "experiments" || n == "postgres"))
+        })
         .collect();
     files.sort();
     for file in &files {
         assert!(
             file.is_file(),
-            "{dir} stays flat but for experiments/: {}",
+            "{dir} stays flat but for experiments/ and postgres/: {}",
             file.display()
         );
         assert_eq!(
@@ -98,6 +106,9 @@ fn load_into(objects: &mut Objects, dir: &str) {
                 "Deployment" => objects
                     .deployments
                     .push(serde_yaml_ng::from_value(value).unwrap()),
+                "StatefulSet" => objects
+                    .statefulsets
+                    .push(serde_yaml_ng::from_value(value).unwrap()),
                 "Pod" => objects.pods.push(serde_yaml_ng::from_value(value).unwrap()),
                 "Service" => objects
                     .services
@@ -139,6 +150,32 @@ fn load_experiments() -> Objects {
 fn load_all() -> Objects {
     let mut objects = load();
     load_into(&mut objects, "manifests/experiments");
+    objects
+}
+
+/// Only what `kubectl apply -f manifests/postgres/` applies.
+fn load_postgres_only() -> Objects {
+    let mut objects = Objects::default();
+    load_into(&mut objects, "manifests/postgres");
+    objects
+}
+
+/// The suite and the experiments with the PostgreSQL variant applied after them: an object of
+/// the same kind and name replaces the earlier one, as `kubectl apply` does.
+fn load_postgres() -> Objects {
+    fn apply<T: k8s_openapi::Metadata<Ty = ObjectMeta>>(into: &mut Vec<T>, from: Vec<T>) {
+        for object in from {
+            into.retain(|o| name(o) != name(&object));
+            into.push(object);
+        }
+    }
+    let mut objects = load_all();
+    let variant = load_postgres_only();
+    apply(&mut objects.deployments, variant.deployments);
+    apply(&mut objects.statefulsets, variant.statefulsets);
+    apply(&mut objects.services, variant.services);
+    apply(&mut objects.policies, variant.policies);
+    apply(&mut objects.claims, variant.claims);
     objects
 }
 
@@ -332,124 +369,125 @@ fn the_deployments_are_the_ones_the_chapter_uses() {
 
 #[test]
 fn every_pod_meets_the_restricted_profile_and_knows_its_identity() {
-    let objects = load_all();
-    for d in &objects.deployments {
-        let dn = name(d);
-        let annotations = d
-            .spec
-            .template
-            .metadata
-            .as_ref()
-            .unwrap()
-            .annotations
-            .clone()
-            .unwrap_or_default();
-        assert_eq!(
-            annotations.get("prometheus.io/scrape").map(String::as_str),
-            Some("true"),
-            "{dn}"
-        );
-        assert_eq!(
-            annotations.get("prometheus.io/path").map(String::as_str),
-            Some("/metrics"),
-            "{dn}"
-        );
-    }
-    let all = workloads(&objects);
-    assert!(
-        all.iter().any(|w| w.kind == "Pod"),
-        "the experiments' pods are checked too"
-    );
-    for w in &all {
-        let pod = w.spec;
-        let dn = format!("{} {}", w.kind, w.name);
-        assert_eq!(pod.automount_service_account_token, Some(false), "{dn}");
-        assert!(
-            pod.termination_grace_period_seconds.unwrap_or(30) > 15,
-            "{dn}: grace must exceed delay + drain"
-        );
-        let psc = pod.security_context.as_ref().expect("pod securityContext");
-        assert_eq!(psc.run_as_non_root, Some(true), "{dn}");
-        assert!(
-            psc.run_as_user.is_some_and(|u| u >= 10000),
-            "{dn}: a numeric, high UID"
-        );
-        assert_eq!(
-            psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
-            Some("RuntimeDefault"),
-            "{dn}"
-        );
-        let sysctls = psc.sysctls.clone().unwrap_or_default();
-        assert!(
-            sysctls
-                .iter()
-                .any(|s| s.name == "net.ipv4.ping_group_range"),
-            "{dn}: ping must be allowed"
-        );
-        for c in &pod.containers {
-            let sc = c
-                .security_context
+    for objects in [load_all(), load_postgres()] {
+        for d in &objects.deployments {
+            let dn = name(d);
+            let annotations = d
+                .spec
+                .template
+                .metadata
                 .as_ref()
-                .expect("container securityContext");
-            assert_eq!(sc.allow_privilege_escalation, Some(false), "{dn}");
-            assert_eq!(sc.read_only_root_filesystem, Some(true), "{dn}");
+                .unwrap()
+                .annotations
+                .clone()
+                .unwrap_or_default();
             assert_eq!(
-                sc.capabilities.as_ref().unwrap().drop.clone().unwrap(),
-                ["ALL"],
+                annotations.get("prometheus.io/scrape").map(String::as_str),
+                Some("true"),
                 "{dn}"
             );
-            let res = c.resources.as_ref().expect("resources");
-            for key in ["cpu", "memory"] {
-                assert!(
-                    res.requests.as_ref().unwrap().contains_key(key),
-                    "{dn}: {key} request"
-                );
-                assert!(
-                    res.limits.as_ref().unwrap().contains_key(key),
-                    "{dn}: {key} limit"
-                );
-            }
-            let env: BTreeMap<&str, String> = c
-                .env
-                .iter()
-                .flatten()
-                .map(|e| {
-                    let from = e
-                        .value_from
-                        .as_ref()
-                        .and_then(|f| f.field_ref.as_ref())
-                        .map(|f| f.field_path.clone());
-                    (
-                        e.name.as_str(),
-                        from.or(e.value.clone()).unwrap_or_default(),
-                    )
-                })
-                .collect();
-            for (var, path) in [
-                ("POD_NAME", "metadata.name"),
-                ("POD_NAMESPACE", "metadata.namespace"),
-                ("POD_IP", "status.podIP"),
-                ("NODE_NAME", "spec.nodeName"),
-                ("NODE_IP", "status.hostIP"),
-                ("RELEASE", "metadata.labels['rel']"),
-            ] {
-                assert_eq!(env.get(var).map(String::as_str), Some(path), "{dn}: {var}");
-            }
-            // Probes: the kit's paths, on a port the container declares.
-            for (probe, path) in [
-                (&c.readiness_probe, "/healthz/ready"),
-                (&c.liveness_probe, "/healthz/live"),
-            ] {
-                let get = probe
+            assert_eq!(
+                annotations.get("prometheus.io/path").map(String::as_str),
+                Some("/metrics"),
+                "{dn}"
+            );
+        }
+        let all = workloads(&objects);
+        assert!(
+            all.iter().any(|w| w.kind == "Pod"),
+            "the experiments' pods are checked too"
+        );
+        for w in &all {
+            let pod = w.spec;
+            let dn = format!("{} {}", w.kind, w.name);
+            assert_eq!(pod.automount_service_account_token, Some(false), "{dn}");
+            assert!(
+                pod.termination_grace_period_seconds.unwrap_or(30) > 15,
+                "{dn}: grace must exceed delay + drain"
+            );
+            let psc = pod.security_context.as_ref().expect("pod securityContext");
+            assert_eq!(psc.run_as_non_root, Some(true), "{dn}");
+            assert!(
+                psc.run_as_user.is_some_and(|u| u >= 10000),
+                "{dn}: a numeric, high UID"
+            );
+            assert_eq!(
+                psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+                Some("RuntimeDefault"),
+                "{dn}"
+            );
+            let sysctls = psc.sysctls.clone().unwrap_or_default();
+            assert!(
+                sysctls
+                    .iter()
+                    .any(|s| s.name == "net.ipv4.ping_group_range"),
+                "{dn}: ping must be allowed"
+            );
+            for c in &pod.containers {
+                let sc = c
+                    .security_context
                     .as_ref()
-                    .and_then(|p| p.http_get.as_ref())
-                    .unwrap_or_else(|| panic!("{dn}: probe on {path}"));
-                assert_eq!(get.path.as_deref(), Some(path), "{dn}");
-                assert!(
-                    container_has_port(c, &get.port),
-                    "{dn}: probe port {:?} is not a container port",
-                    get.port
+                    .expect("container securityContext");
+                assert_eq!(sc.allow_privilege_escalation, Some(false), "{dn}");
+                assert_eq!(sc.read_only_root_filesystem, Some(true), "{dn}");
+                assert_eq!(
+                    sc.capabilities.as_ref().unwrap().drop.clone().unwrap(),
+                    ["ALL"],
+                    "{dn}"
                 );
+                let res = c.resources.as_ref().expect("resources");
+                for key in ["cpu", "memory"] {
+                    assert!(
+                        res.requests.as_ref().unwrap().contains_key(key),
+                        "{dn}: {key} request"
+                    );
+                    assert!(
+                        res.limits.as_ref().unwrap().contains_key(key),
+                        "{dn}: {key} limit"
+                    );
+                }
+                let env: BTreeMap<&str, String> = c
+                    .env
+                    .iter()
+                    .flatten()
+                    .map(|e| {
+                        let from = e
+                            .value_from
+                            .as_ref()
+                            .and_then(|f| f.field_ref.as_ref())
+                            .map(|f| f.field_path.clone());
+                        (
+                            e.name.as_str(),
+                            from.or(e.value.clone()).unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                for (var, path) in [
+                    ("POD_NAME", "metadata.name"),
+                    ("POD_NAMESPACE", "metadata.namespace"),
+                    ("POD_IP", "status.podIP"),
+                    ("NODE_NAME", "spec.nodeName"),
+                    ("NODE_IP", "status.hostIP"),
+                    ("RELEASE", "metadata.labels['rel']"),
+                ] {
+                    assert_eq!(env.get(var).map(String::as_str), Some(path), "{dn}: {var}");
+                }
+                // Probes: the kit's paths, on a port the container declares.
+                for (probe, path) in [
+                    (&c.readiness_probe, "/healthz/ready"),
+                    (&c.liveness_probe, "/healthz/live"),
+                ] {
+                    let get = probe
+                        .as_ref()
+                        .and_then(|p| p.http_get.as_ref())
+                        .unwrap_or_else(|| panic!("{dn}: probe on {path}"));
+                    assert_eq!(get.path.as_deref(), Some(path), "{dn}");
+                    assert!(
+                        container_has_port(c, &get.port),
+                        "{dn}: probe port {:?} is not a container port",
+                        get.port
+                    );
+                }
             }
         }
     }
@@ -458,67 +496,69 @@ fn every_pod_meets_the_restricted_profile_and_knows_its_identity() {
 #[test]
 fn only_the_approved_policy_checks_are_skipped() {
     // Local images loaded into kind or minikube are neither pulled Always nor pinned by digest.
-    let objects = load_all();
-    for w in workloads(&objects) {
-        let annotations = w.meta.annotations.clone().unwrap_or_default();
-        let skips: Vec<&String> = annotations
-            .iter()
-            .filter(|(k, _)| k.starts_with("checkov.io/skip"))
-            .map(|(_, v)| v)
-            .collect();
-        assert_eq!(skips.len(), 2, "{}", w.name);
-        for skip in skips {
-            let (check, reason) = skip.split_once('=').expect("CHECK=reason");
-            assert!(
-                ["CKV_K8S_15", "CKV_K8S_43"].contains(&check),
-                "{}: unapproved skip {check}",
-                w.name
-            );
-            assert!(reason.len() > 20, "{}: {check} needs its reason", w.name);
-        }
-    }
-    // No other object carries a skip.
-    let others = objects
-        .services
-        .iter()
-        .map(|s| &s.metadata)
-        .chain(objects.slices.iter().map(|s| &s.metadata))
-        .chain(objects.policies.iter().map(|p| &p.metadata));
-    for meta in others {
-        assert!(
-            meta.annotations
+    for objects in [load_all(), load_postgres()] {
+        for w in workloads(&objects) {
+            let annotations = w.meta.annotations.clone().unwrap_or_default();
+            let skips: Vec<&String> = annotations
                 .iter()
-                .flatten()
-                .all(|(k, _)| !k.starts_with("checkov.io/")),
-            "{:?}: skips belong on workloads only",
-            meta.name
-        );
+                .filter(|(k, _)| k.starts_with("checkov.io/skip"))
+                .map(|(_, v)| v)
+                .collect();
+            assert_eq!(skips.len(), 2, "{}", w.name);
+            for skip in skips {
+                let (check, reason) = skip.split_once('=').expect("CHECK=reason");
+                assert!(
+                    ["CKV_K8S_15", "CKV_K8S_43"].contains(&check),
+                    "{}: unapproved skip {check}",
+                    w.name
+                );
+                assert!(reason.len() > 20, "{}: {check} needs its reason", w.name);
+            }
+        }
+        // No other object carries a skip.
+        let others = objects
+            .services
+            .iter()
+            .map(|s| &s.metadata)
+            .chain(objects.slices.iter().map(|s| &s.metadata))
+            .chain(objects.policies.iter().map(|p| &p.metadata));
+        for meta in others {
+            assert!(
+                meta.annotations
+                    .iter()
+                    .flatten()
+                    .all(|(k, _)| !k.starts_with("checkov.io/")),
+                "{:?}: skips belong on workloads only",
+                meta.name
+            );
+        }
     }
 }
 
 #[test]
 fn images_match_what_the_dockerfile_and_makefile_build() {
-    let objects = load_all();
-    let dockerfile = std::fs::read_to_string(root().join("Dockerfiles/Dockerfile")).unwrap();
-    let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
-    assert!(
-        makefile.contains("REGISTRY ?= localhost/kiada"),
-        "the Makefile's default registry"
-    );
-    for w in workloads(&objects) {
-        for c in &w.spec.containers {
-            assert_eq!(
-                c.image.as_deref(),
-                Some(format!("localhost/kiada/{}:{VERSION}", c.name).as_str()),
-                "{}",
-                w.name
-            );
-            assert!(
-                dockerfile.contains(&format!("FROM runtime AS {}\n", c.name)),
-                "no Dockerfile target {}",
-                c.name
-            );
-            assert!(dockerfile.contains(&format!("/usr/local/bin/{}\"]", c.name)));
+    for objects in [load_all(), load_postgres()] {
+        let dockerfile = std::fs::read_to_string(root().join("Dockerfiles/Dockerfile")).unwrap();
+        let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
+        assert!(
+            makefile.contains("REGISTRY ?= localhost/kiada"),
+            "the Makefile's default registry"
+        );
+        for w in workloads(&objects) {
+            for c in &w.spec.containers {
+                assert_eq!(
+                    c.image.as_deref(),
+                    Some(format!("localhost/kiada/{}:{VERSION}", c.name).as_str()),
+                    "{}",
+                    w.name
+                );
+                assert!(
+                    dockerfile.contains(&format!("FROM runtime AS {}\n", c.name)),
+                    "no Dockerfile target {}",
+                    c.name
+                );
+                assert!(dockerfile.contains(&format!("/usr/local/bin/{}\"]", c.name)));
+            }
         }
     }
 }
@@ -1384,4 +1424,356 @@ fn topology_aware_service_and_a_kind_cluster_in_two_zones() {
         workers_per_zone.values().all(|&n| n > 0),
         "{file}: pods run in both zones, {workers_per_zone:?}"
     );
+}
+
+/// The value of `var` in a container's environment, where it is given literally.
+fn env_value<'a>(c: &'a Container, var: &str) -> Option<&'a str> {
+    c.env
+        .iter()
+        .flatten()
+        .find(|e| e.name == var)
+        .and_then(|e| e.value.as_deref())
+}
+
+/// The Secret whose volume is mounted at a directory containing `file`.
+fn secret_holding(spec: &PodSpec, c: &Container, file: &str) -> Option<String> {
+    let mount = c.volume_mounts.iter().flatten().find(|m| {
+        Path::new(file).parent() == Some(Path::new(&m.mount_path)) && m.read_only == Some(true)
+    })?;
+    spec.volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)?
+        .secret
+        .as_ref()?
+        .secret_name
+        .clone()
+}
+
+#[test]
+fn the_postgres_variant_runs_three_quiz_replicas_on_one_database() {
+    let variant = load_postgres_only();
+    let kinds: BTreeSet<(&str, &str)> = variant
+        .deployments
+        .iter()
+        .map(|d| ("Deployment", name(d)))
+        .chain(
+            variant
+                .statefulsets
+                .iter()
+                .map(|s| ("StatefulSet", name(s))),
+        )
+        .chain(variant.services.iter().map(|s| ("Service", name(s))))
+        .chain(variant.policies.iter().map(|p| ("NetworkPolicy", name(p))))
+        .collect();
+    assert_eq!(
+        kinds,
+        BTreeSet::from([
+            ("Deployment", "quiz"),
+            ("NetworkPolicy", "postgres"),
+            ("Service", "postgres"),
+            ("StatefulSet", "postgres"),
+        ]),
+        "the variant replaces quiz's Deployment and adds the database, nothing else"
+    );
+    assert_eq!(
+        variant.kinds_in_order.len(),
+        4,
+        "no Secret: the user creates it"
+    );
+
+    let objects = load_postgres();
+    let quiz = objects
+        .deployments
+        .iter()
+        .find(|d| name(*d) == "quiz")
+        .unwrap();
+    assert_eq!(quiz.spec.replicas, Some(3));
+    let strategy = quiz.spec.strategy.as_ref().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    assert_eq!(
+        strategy
+            .rolling_update
+            .as_ref()
+            .and_then(|r| r.max_unavailable.clone()),
+        Some(IntOrString::Int(0)),
+        "a rollout never takes a ready quiz pod away first"
+    );
+    let pod = pod_spec(quiz);
+    let c = &pod.containers[0];
+    assert!(
+        pod.volumes
+            .iter()
+            .flatten()
+            .all(|v| v.persistent_volume_claim.is_none()),
+        "quiz keeps no volume of its own"
+    );
+    assert_eq!(
+        env_value(c, "DB_PATH"),
+        None,
+        "--db and --database-url conflict"
+    );
+
+    // The URL names the Service `postgres` on its port, with no password in it.
+    let url = env_value(c, "DATABASE_URL").expect("DATABASE_URL");
+    let rest = url.strip_prefix("postgres://").expect("a postgres:// URL");
+    let (user, rest) = rest.split_once('@').expect("a user");
+    assert!(!user.contains(':'), "no password in the URL: {url}");
+    let (authority, database) = rest.split_once('/').expect("a database");
+    let (host, port) = authority.split_once(':').expect("a port");
+    let port: i32 = port.parse().unwrap();
+    let service = find_service(&objects, host).unwrap_or_else(|| panic!("no Service {host}"));
+    let spec = service_spec(service);
+    assert_eq!(spec.cluster_ip.as_deref(), Some("None"), "headless");
+    let service_port = spec
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.port == port)
+        .unwrap_or_else(|| panic!("Service {host} has no port {port}"));
+
+    let password_file = env_value(c, "DATABASE_PASSWORD_FILE").expect("DATABASE_PASSWORD_FILE");
+    assert_eq!(
+        secret_holding(pod, c, password_file).as_deref(),
+        Some("postgres")
+    );
+
+    let db = objects
+        .statefulsets
+        .iter()
+        .find(|s| name(*s) == "postgres")
+        .unwrap();
+    let db_spec = &db.spec;
+    assert_eq!(db_spec.service_name.as_deref(), Some(host));
+    let db_labels = db_spec
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
+    assert!(matches(&db_spec.selector, &db_labels));
+    assert!(subset(spec.selector.as_ref().unwrap(), &db_labels));
+    let db_pod = db_spec.template.spec.as_ref().unwrap();
+    let pg = &db_pod.containers[0];
+    assert!(
+        container_has_port(pg, service_port.target_port.as_ref().unwrap()),
+        "the Service's targetPort is the server's port"
+    );
+    assert!(
+        pg.ports.iter().flatten().any(|p| p.container_port == port),
+        "PostgreSQL listens on {port}"
+    );
+    assert_eq!(env_value(pg, "POSTGRES_USER"), Some(user));
+    assert_eq!(env_value(pg, "POSTGRES_DB"), Some(database));
+    let pg_password = env_value(pg, "POSTGRES_PASSWORD_FILE").expect("POSTGRES_PASSWORD_FILE");
+    assert_eq!(
+        secret_holding(db_pod, pg, pg_password).as_deref(),
+        Some("postgres")
+    );
+    assert!(
+        pg.env.iter().flatten().all(|e| e
+            .value_from
+            .as_ref()
+            .is_none_or(|f| f.secret_key_ref.is_none())),
+        "secrets as files, not environment variables"
+    );
+
+    // Its data on a volume of its own, PGDATA a directory below the mount point.
+    let claims = db_spec
+        .volume_claim_templates
+        .as_ref()
+        .expect("a PVC per pod");
+    let data = name(&claims[0]);
+    let mounts: BTreeMap<&str, &str> = pg
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.mount_path.as_str(), m.name.as_str()))
+        .collect();
+    let data_mount = mounts
+        .iter()
+        .find(|(_, v)| **v == data)
+        .map(|(p, _)| *p)
+        .expect("the claim is mounted");
+    let pgdata = env_value(pg, "PGDATA").expect("PGDATA");
+    assert!(
+        Path::new(pgdata).parent() == Some(Path::new(data_mount)),
+        "PGDATA {pgdata} is a directory directly below the volume {data_mount}"
+    );
+    // A read-only root filesystem, with writable directories where the server writes.
+    for dir in ["/var/run/postgresql", "/tmp"] {
+        let volume = mounts
+            .get(dir)
+            .unwrap_or_else(|| panic!("nothing mounted at {dir}"));
+        assert!(
+            db_pod
+                .volumes
+                .iter()
+                .flatten()
+                .any(|v| v.name == *volume && v.empty_dir.is_some()),
+            "{dir} is an emptyDir"
+        );
+    }
+    assert!(
+        pg.image
+            .as_deref()
+            .is_some_and(|i| i.starts_with("postgres:") && i.ends_with("-alpine")),
+        "the official alpine image: its postgres user is UID 70"
+    );
+    assert_eq!(db_pod.automount_service_account_token, Some(false));
+    let psc = db_pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!((psc.run_as_user, psc.fs_group), (Some(70), Some(70)));
+    assert_eq!(
+        psc.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
+    let sc = pg.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.clone().unwrap(),
+        ["ALL"]
+    );
+    let res = pg.resources.as_ref().unwrap();
+    for key in ["cpu", "memory"] {
+        assert!(res.requests.as_ref().unwrap().contains_key(key), "{key}");
+        assert!(res.limits.as_ref().unwrap().contains_key(key), "{key}");
+    }
+    assert!(pg.readiness_probe.is_some() && pg.liveness_probe.is_some());
+    let skips: BTreeSet<&str> = db
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("checkov.io/skip"))
+        .map(|(_, v)| {
+            let (check, reason) = v.split_once('=').expect("CHECK=reason");
+            assert!(reason.len() > 20, "{check} needs its reason");
+            check
+        })
+        .collect();
+    assert_eq!(
+        skips,
+        BTreeSet::from(["CKV_K8S_40", "CKV_K8S_43"]),
+        "UID 70 is the image's; the public image follows its tag"
+    );
+}
+
+#[test]
+fn in_the_postgres_variant_services_find_pods_and_only_quiz_reaches_the_database() {
+    let objects = load_postgres();
+    // Every Service with a selector finds pods, now StatefulSets' too, on a port they declare.
+    let mut pods: Vec<(String, Labels, &PodSpec)> = workloads(&objects)
+        .into_iter()
+        .map(|w| (w.name.to_owned(), w.labels, w.spec))
+        .collect();
+    for s in &objects.statefulsets {
+        let template = &s.spec.template;
+        pods.push((
+            name(s).to_owned(),
+            template.metadata.as_ref().unwrap().labels.clone().unwrap(),
+            template.spec.as_ref().unwrap(),
+        ));
+    }
+    for s in &objects.services {
+        let Some(selector) = service_spec(s).selector.clone() else {
+            continue;
+        };
+        let backing: Vec<_> = pods
+            .iter()
+            .filter(|(_, labels, _)| subset(&selector, labels))
+            .collect();
+        assert!(!backing.is_empty(), "Service {} selects no pods", name(s));
+        for port in service_spec(s).ports.iter().flatten() {
+            let target = port
+                .target_port
+                .clone()
+                .unwrap_or(IntOrString::Int(port.port));
+            for (n, _, spec) in &backing {
+                assert!(
+                    spec.containers
+                        .iter()
+                        .any(|c| container_has_port(c, &target)),
+                    "{} port {target:?} is not a port of {n}",
+                    name(s)
+                );
+            }
+        }
+    }
+
+    let p = &objects.policies;
+    let pod = |app: &str, namespace: &'static str, ns_labels: Labels| Source::Pod {
+        labels: Labels::from([("app".into(), app.into()), ("rel".into(), "stable".into())]),
+        namespace,
+        namespace_labels: ns_labels,
+    };
+    let here = || Labels::from([("kubernetes.io/metadata.name".into(), NAMESPACE.into())]);
+    let monitoring = Labels::from([("kiada.example/monitoring".into(), "true".into())]);
+    let postgres = Labels::from([("app".into(), "postgres".into())]);
+    let curl_pod = Source::Pod {
+        labels: Labels::from([("run".into(), "client".into())]),
+        namespace: NAMESPACE,
+        namespace_labels: here(),
+    };
+    let cases: [(&str, Source, bool); 7] = [
+        ("quiz → postgres", pod("quiz", NAMESPACE, here()), true),
+        ("kiada → postgres", pod("kiada", NAMESPACE, here()), false),
+        ("quote → postgres", pod("quote", NAMESPACE, here()), false),
+        ("curl pod → postgres", curl_pod, false),
+        (
+            "monitoring → postgres",
+            pod("prometheus", "monitoring", monitoring),
+            false,
+        ),
+        (
+            "quiz elsewhere → postgres",
+            pod("quiz", "default", Labels::new()),
+            false,
+        ),
+        ("outside → postgres", Source::Outside, false),
+    ];
+    for (flow, source, want) in cases {
+        assert_eq!(
+            allowed(p, &source, &postgres, "postgres", 5432),
+            want,
+            "{flow}"
+        );
+    }
+    // Only the database's port, even for quiz.
+    assert!(!allowed(
+        p,
+        &pod("quiz", NAMESPACE, here()),
+        &postgres,
+        "other",
+        22
+    ));
+    // quiz itself is reached as before.
+    let quiz = Labels::from([
+        ("app".into(), "quiz".into()),
+        ("rel".into(), "stable".into()),
+    ]);
+    assert!(allowed(
+        p,
+        &pod("kiada", NAMESPACE, here()),
+        &quiz,
+        "http",
+        8080
+    ));
+    assert!(!allowed(p, &Source::Outside, &quiz, "http", 8080));
+    // Every pod has a policy.
+    for (n, labels, _) in &pods {
+        assert!(
+            p.iter().any(|pol| pol
+                .spec
+                .as_ref()
+                .unwrap()
+                .pod_selector
+                .as_ref()
+                .is_none_or(|sel| matches(sel, labels))),
+            "{n} has no policy"
+        );
+    }
 }

@@ -128,6 +128,7 @@ struct Lab {
     /// Service name → (type, headless, ports, ExternalName target).
     services: BTreeMap<String, ServiceFacts>,
     deployments: BTreeSet<String>,
+    statefulsets: BTreeSet<String>,
     pods: BTreeSet<String>,
     slices: BTreeSet<String>,
     /// (hostname, subdomain) of pods that have their own DNS name.
@@ -195,6 +196,7 @@ fn lab() -> Lab {
     let mut lab = Lab::default();
     let mut docs = yaml_docs("manifests");
     docs.extend(yaml_docs("manifests/experiments"));
+    docs.extend(yaml_docs("manifests/postgres"));
     let null = serde_yaml_ng::Value::Null;
     for doc in &docs {
         let kind = doc["kind"].as_str().unwrap_or_default();
@@ -205,7 +207,7 @@ fn lab() -> Lab {
         lab.labels.extend(str_map(&doc["metadata"]["labels"]));
         let template = &doc["spec"]["template"];
         let (pod_meta, pod_spec) = match kind {
-            "Deployment" => (&template["metadata"], &template["spec"]),
+            "Deployment" | "StatefulSet" => (&template["metadata"], &template["spec"]),
             "Pod" => (&doc["metadata"], &doc["spec"]),
             _ => (&null, &null),
         };
@@ -222,6 +224,13 @@ fn lab() -> Lab {
         match kind {
             "Deployment" => {
                 lab.deployments.insert(name);
+            }
+            // Its pods are NAME-0, NAME-1, …
+            "StatefulSet" => {
+                let replicas = doc["spec"]["replicas"].as_i64().unwrap_or(1);
+                lab.pods
+                    .extend((0..replicas).map(|i| format!("{name}-{i}")));
+                lab.statefulsets.insert(name);
             }
             "Pod" => {
                 if let (Some(h), Some(s)) = (
@@ -412,6 +421,9 @@ fn check_command(lab: &Lab, command: &str) -> Vec<String> {
                 "deploy" | "deployment" | "deployments" if !lab.deployments.contains(n) => {
                     err(format!("no Deployment {n}"))
                 }
+                "sts" | "statefulset" if !lab.statefulsets.contains(n) => {
+                    err(format!("no StatefulSet {n}"))
+                }
                 "pod" if !lab.pods.contains(n) && !n.starts_with('<') => err(format!("no Pod {n}")),
                 _ => {}
             }
@@ -431,6 +443,9 @@ fn check_command(lab: &Lab, command: &str) -> Vec<String> {
                     }
                     "deploy" | "deployment" if !lab.deployments.contains(n) => {
                         err(format!("no Deployment {n}"))
+                    }
+                    "sts" | "statefulset" if !lab.statefulsets.contains(n) => {
+                        err(format!("no StatefulSet {n}"))
                     }
                     "endpointslice" | "endpointslices"
                         if !lab.slices.contains(n) && !n.starts_with('-') =>

@@ -1,4 +1,4 @@
-//! The answers database: SQLite in WAL mode with `synchronous=FULL`, so an answer acknowledged
+//! The SQLite store: WAL mode with `synchronous=FULL`, so an answer acknowledged
 //! with 200 survives a crash of the process and of the machine.
 //!
 //! All writes go through one writer thread that owns the write connection: concurrent requests
@@ -7,21 +7,16 @@
 //! commit), so throughput does not collapse to one fsync per answer. Reads use their own
 //! connection, which WAL lets proceed alongside the writer.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 pub use rusqlite::Connection;
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use super::{BoxError, NewAnswer, QuestionStats, StoreError, StoreMetrics};
 use crate::questions::Question;
 
 /// Most answers committed in one transaction.
@@ -48,93 +43,6 @@ const MIGRATIONS: &[M] = &[M::up(
     CREATE INDEX answers_by_question ON answers(question_id);",
 )];
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database {path}: {source}")]
-    Open { path: PathBuf, source: BoxError },
-    #[error("{0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("commit failed: {0}")]
-    Commit(String),
-    #[error("the database writer has stopped")]
-    WriterGone,
-}
-
-/// An answer to record.
-#[derive(Clone, Copy, Debug)]
-pub struct NewAnswer {
-    pub question_id: u32,
-    pub answer_index: usize,
-    pub correct: bool,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QuestionStats {
-    pub question_id: u32,
-    pub answer_count: u64,
-    pub correct_count: u64,
-    /// `None` (null) until the question has been answered.
-    pub correct_ratio: Option<f64>,
-}
-
-impl QuestionStats {
-    fn new(question_id: u32, answer_count: u64, correct_count: u64) -> Self {
-        let correct_ratio = (answer_count > 0).then(|| correct_count as f64 / answer_count as f64);
-        QuestionStats {
-            question_id,
-            answer_count,
-            correct_count,
-            correct_ratio,
-        }
-    }
-}
-
-/// What the writer reports: answers recorded, how many went into each commit, and how long
-/// each commit took (mostly the flush to disk).
-#[derive(Clone)]
-pub struct StoreMetrics {
-    answers: Family<AnswerLabels, Counter>,
-    batch_size: Histogram,
-    commit_seconds: Histogram,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AnswerLabels {
-    correct: bool,
-}
-
-impl StoreMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
-        let metrics = StoreMetrics {
-            answers: Family::default(),
-            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
-            commit_seconds: kit::metrics::latency_histogram(),
-        };
-        registry.register(
-            "quiz_answers_recorded",
-            "Answers stored durably",
-            metrics.answers.clone(),
-        );
-        registry.register(
-            "quiz_commit_batch_size",
-            "Answers committed together in one transaction",
-            metrics.batch_size.clone(),
-        );
-        registry.register(
-            "quiz_commit_duration_seconds",
-            "Time to commit one batch of answers, flush to disk included",
-            metrics.commit_seconds.clone(),
-        );
-        metrics
-    }
-
-    /// Counts nothing anywhere: for a store opened outside an app (tests, tools).
-    pub fn unregistered() -> Self {
-        Self::register(&mut Registry::default())
-    }
-}
-
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
 enum Job {
@@ -144,19 +52,19 @@ enum Job {
 }
 
 #[derive(Clone)]
-pub struct Store {
+pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     reader: Arc<Mutex<Connection>>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating it and its directory if needed) and migrates the database, upserts the
     /// active question set by id, and starts the writer thread.
     pub fn open(
         path: &Path,
         questions: &[Question],
         metrics: StoreMetrics,
-    ) -> Result<Store, StoreError> {
+    ) -> Result<SqliteStore, StoreError> {
         let open_error = |source: BoxError| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -190,7 +98,7 @@ impl Store {
             .name("quiz-db-writer".into())
             .spawn(move || run_writer(writer, rx, metrics))
             .map_err(|e| open_error(e.into()))?;
-        Ok(Store {
+        Ok(SqliteStore {
             writer: tx,
             reader: Arc::new(Mutex::new(reader)),
         })
@@ -259,7 +167,7 @@ impl Store {
     }
 
     /// A cheap query through both connections: readiness fails while it does.
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), StoreError> {
         let probe = |conn: &Connection| -> rusqlite::Result<()> {
             conn.query_row("SELECT COUNT(*) FROM questions WHERE active = 1", [], |r| {
                 r.get::<_, i64>(0)
@@ -268,13 +176,11 @@ impl Store {
                 .optional()?;
             Ok(())
         };
-        self.read(probe).await.map_err(|e| e.to_string())?;
+        self.read(probe).await?;
         let written = tokio::time::timeout(Duration::from_secs(5), self.inspect(move |c| probe(c)))
             .await
-            .map_err(|_| "the database writer is not responding".to_owned())?;
-        written
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())
+            .map_err(|_| StoreError::Unresponsive)?;
+        Ok(written??)
     }
 
     async fn read<T: Send + 'static>(
@@ -293,8 +199,6 @@ impl Store {
         .map_err(StoreError::from)
     }
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn connect(path: &Path) -> Result<Connection, BoxError> {
     let conn = Connection::open(path)?;
@@ -350,21 +254,11 @@ fn run_writer(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, metrics: Stor
                 let now = SystemTime::now();
                 let started = Instant::now();
                 let outcome = commit(&mut conn, &batch, now).map_err(|e| e.to_string());
-                metrics
-                    .commit_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                match &outcome {
-                    Ok(()) => {
-                        metrics.batch_size.observe(batch.len() as f64);
-                        for (answer, _) in &batch {
-                            let labels = AnswerLabels {
-                                correct: answer.correct,
-                            };
-                            metrics.answers.get_or_create(&labels).inc();
-                        }
-                    }
-                    Err(e) => tracing::error!(answers = batch.len(), "commit failed: {e}"),
-                }
+                metrics.observe_commit(
+                    batch.iter().map(|(answer, _)| answer),
+                    started.elapsed(),
+                    outcome.as_ref().err(),
+                );
                 for (_, reply) in batch.drain(..) {
                     let _ = reply.send(outcome.clone().map(|()| now));
                 }
