@@ -100,7 +100,25 @@ pub struct Reply<T> {
     pub remote: Option<std::net::SocketAddr>,
     /// From the backend's `X-Connection-Requests`: 1 on a new connection.
     pub connection_requests: Option<u64>,
+    /// From the backend's `X-Pod-State` (ready, draining, disabled, fault).
+    pub state: Option<String>,
     pub elapsed: Duration,
+}
+
+impl<T> Reply<T> {
+    /// The same call with its result turned into another.
+    pub fn and_then<U>(self, f: impl FnOnce(T) -> Result<U, BackendError>) -> Reply<U> {
+        Reply {
+            result: self.result.and_then(f),
+            pod: self.pod,
+            pod_ip: self.pod_ip,
+            node: self.node,
+            remote: self.remote,
+            connection_requests: self.connection_requests,
+            state: self.state,
+            elapsed: self.elapsed,
+        }
+    }
 }
 
 /// Who answered a call, from the headers every service of the suite sets, and over what.
@@ -111,6 +129,7 @@ pub struct Answerer {
     pub node: Option<String>,
     pub remote: Option<std::net::SocketAddr>,
     pub connection_requests: Option<u64>,
+    pub state: Option<String>,
 }
 
 impl Answerer {
@@ -126,6 +145,7 @@ impl Answerer {
             pod: get("x-pod-name"),
             pod_ip: get("x-pod-ip"),
             node: get("x-node-name"),
+            state: get("x-pod-state"),
             remote: res.remote_addr(),
             connection_requests: headers
                 .get(kit::CONNECTION_REQUESTS)
@@ -142,13 +162,15 @@ impl Answerer {
             node: self.node,
             remote: self.remote,
             connection_requests: self.connection_requests,
+            state: self.state,
             elapsed,
         }
     }
 }
 
-/// A response relayed as it came (the proxy routes).
-pub struct Relayed {
+/// A backend's answer, whatever its status: relayed as it came by the proxy routes, parsed by
+/// the page calls.
+pub struct Answer {
     pub status: StatusCode,
     pub content_type: Option<HeaderValue>,
     pub body: axum::body::Bytes,
@@ -177,16 +199,16 @@ pub struct AnswerResult {
 /// Which backend; also the label in pages and errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Service {
+pub enum Backend {
     Quote,
     Quiz,
 }
 
-impl Service {
+impl Backend {
     pub fn name(self) -> &'static str {
         match self {
-            Service::Quote => "quote",
-            Service::Quiz => "quiz",
+            Backend::Quote => "quote",
+            Backend::Quiz => "quiz",
         }
     }
 }
@@ -239,14 +261,9 @@ impl BackendMetrics {
         metrics
     }
 
-    fn record<T>(&self, service: Service, reply: &Reply<T>) {
-        let outcome = reply.result.as_ref().map(|_| ()).map_err(|e| e.kind);
-        self.count(service, outcome, reply.pod.as_deref(), reply.elapsed);
-    }
-
     fn count(
         &self,
-        service: Service,
+        service: Backend,
         outcome: Result<(), FailureKind>,
         pod: Option<&str>,
         elapsed: Duration,
@@ -361,10 +378,10 @@ impl Backends {
     }
 
     /// How `service`'s call of `reply` travelled.
-    pub fn hop<T>(&self, service: Service, reply: &Reply<T>, this_node: &str) -> Hop {
+    pub fn hop<T>(&self, service: Backend, reply: &Reply<T>, this_node: &str) -> Hop {
         let route = match service {
-            Service::Quote => &self.routes[0],
-            Service::Quiz => &self.routes[1],
+            Backend::Quote => &self.routes[0],
+            Backend::Quiz => &self.routes[1],
         };
         Hop::of(service.name(), route, reply, &self.resolutions, this_node)
     }
@@ -393,69 +410,66 @@ impl Backends {
             .client
             .get(self.quote_url.clone())
             .header("accept", "text/plain");
-        let reply = call(request, |body| {
+        self.call(Backend::Quote, request, |body| {
             let text = String::from_utf8_lossy(&body).trim().to_owned();
             if text.is_empty() {
                 return Err(BackendError::invalid("an empty tip"));
             }
             Ok(text)
         })
-        .await;
-        self.metrics.record(Service::Quote, &reply);
-        reply
+        .await
     }
 
     pub async fn random_question(&self) -> Reply<Question> {
         let url = self.random_question_url.clone();
-        self.quiz(call(self.client.get(url), json_body).await)
+        self.call(Backend::Quiz, self.client.get(url), json_body)
+            .await
     }
 
     pub async fn question(&self, id: u32) -> Reply<Question> {
         let url = format!("{}/questions/{id}", self.quiz_url);
-        self.quiz(call(self.client.get(url), json_body).await)
+        self.call(Backend::Quiz, self.client.get(url), json_body)
+            .await
     }
 
     pub async fn answer(&self, id: u32, answer_index: usize) -> Reply<AnswerResult> {
         let url = format!("{}/questions/{id}/answers", self.quiz_url);
         let body = serde_json::json!({"questionId": id, "answerIndex": answer_index});
-        self.quiz(call(self.client.post(url).json(&body), json_body).await)
+        self.call(Backend::Quiz, self.client.post(url).json(&body), json_body)
+            .await
     }
 
-    fn quiz<T>(&self, reply: Reply<T>) -> Reply<T> {
-        self.metrics.record(Service::Quiz, &reply);
-        reply
-    }
-
-    /// Forwards a request and returns the backend's answer whatever its status, so that the
-    /// caller can relay a 4xx unchanged.
-    pub async fn relay(
+    /// A page call: a 2xx answer parsed; any other status is the backend's error, in its words.
+    async fn call<T>(
         &self,
-        service: Service,
-        method: Method,
-        path: &str,
-        headers: &HeaderMap,
-        body: axum::body::Bytes,
-    ) -> Reply<Relayed> {
-        // The quote URL is parsed already; do not turn it back into a string to parse again.
-        let request = match service {
-            Service::Quote => self.client.request(method, self.quote_url.clone()),
-            Service::Quiz => self
-                .client
-                .request(method, format!("{}{path}", self.quiz_url)),
-        };
-        let mut request = request.body(body);
-        for name in ["accept", "content-type"] {
-            if let Some(value) = headers.get(name) {
-                request = request.header(name, value);
+        service: Backend,
+        request: reqwest::RequestBuilder,
+        parse: impl FnOnce(axum::body::Bytes) -> Result<T, BackendError>,
+    ) -> Reply<T> {
+        self.send(service, request).await.and_then(|answer| {
+            if answer.status.is_success() {
+                parse(answer.body)
+            } else {
+                Err(BackendError {
+                    kind: FailureKind::Status(answer.status.as_u16()),
+                    message: error_message(answer.status, &answer.body),
+                })
             }
-        }
+        })
+    }
+
+    /// The one way kiada calls a backend — the pages, the proxy and the labs alike — so that no
+    /// path forgets a part: the current request id is forwarded, who answered is read from the
+    /// suite's headers, the body is read within [`BODY_LIMIT`], and the call is counted (a
+    /// status other than 2xx by its code, a transport failure by its kind).
+    pub async fn send(&self, service: Backend, request: reqwest::RequestBuilder) -> Reply<Answer> {
         let started = Instant::now();
         let (answerer, result) = match with_request_id(request).send().await {
             Ok(res) => {
                 let answerer = Answerer::of(&res);
                 let status = res.status();
                 let content_type = res.headers().get("content-type").cloned();
-                let result = read_body(res).await.map(|body| Relayed {
+                let result = read_body(res).await.map(|body| Answer {
                     status,
                     content_type,
                     body,
@@ -465,7 +479,7 @@ impl Backends {
             Err(e) => (Answerer::default(), Err(classify(&e))),
         };
         let outcome = match &result {
-            Ok(r) if r.status.is_server_error() => Err(FailureKind::Status(r.status.as_u16())),
+            Ok(a) if !a.status.is_success() => Err(FailureKind::Status(a.status.as_u16())),
             Ok(_) => Ok(()),
             Err(e) => Err(e.kind),
         };
@@ -473,6 +487,32 @@ impl Backends {
         self.metrics
             .count(service, outcome, answerer.pod.as_deref(), elapsed);
         answerer.reply(result, elapsed)
+    }
+
+    /// Forwards a request and returns the backend's answer whatever its status, so that the
+    /// caller can relay a 4xx unchanged.
+    pub async fn relay(
+        &self,
+        service: Backend,
+        method: Method,
+        path: &str,
+        headers: &HeaderMap,
+        body: axum::body::Bytes,
+    ) -> Reply<Answer> {
+        // The quote URL is parsed already; do not turn it back into a string to parse again.
+        let request = match service {
+            Backend::Quote => self.client.request(method, self.quote_url.clone()),
+            Backend::Quiz => self
+                .client
+                .request(method, format!("{}{path}", self.quiz_url)),
+        };
+        let mut request = request.body(body);
+        for name in ["accept", "content-type"] {
+            if let Some(value) = headers.get(name) {
+                request = request.header(name, value);
+            }
+        }
+        self.send(service, request).await
     }
 }
 
@@ -503,41 +543,6 @@ fn client(
 
 fn json_body<T: serde::de::DeserializeOwned>(body: axum::body::Bytes) -> Result<T, BackendError> {
     serde_json::from_slice(&body).map_err(BackendError::invalid)
-}
-
-/// The pod that produced a response, from the headers every service of the suite sets.
-pub fn pod_of(headers: &reqwest::header::HeaderMap) -> (Option<String>, Option<String>) {
-    let get = |name| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    (get("x-pod-name"), get("x-pod-ip"))
-}
-
-async fn call<T>(
-    request: reqwest::RequestBuilder,
-    parse: impl FnOnce(axum::body::Bytes) -> Result<T, BackendError>,
-) -> Reply<T> {
-    let started = Instant::now();
-    let (answerer, result) = match with_request_id(request).send().await {
-        Ok(res) => {
-            let answerer = Answerer::of(&res);
-            let status = res.status();
-            let result = match read_body(res).await {
-                Err(e) => Err(e),
-                Ok(body) if !status.is_success() => Err(BackendError {
-                    kind: FailureKind::Status(status.as_u16()),
-                    message: error_message(status, &body),
-                }),
-                Ok(body) => parse(body),
-            };
-            (answerer, result)
-        }
-        Err(e) => (Answerer::default(), Err(classify(&e))),
-    };
-    answerer.reply(result, started.elapsed())
 }
 
 /// Most kiada reads of a backend's answer; a tip or a question is a few hundred bytes.

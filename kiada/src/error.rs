@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::backend::{BackendError, FailureKind, Service};
+use crate::backend::{Backend, BackendError, FailureKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -36,13 +36,13 @@ pub enum Error {
     /// A backend failed while relaying for the page's script.
     #[error("the {} service failed: {}", service.name(), error.message)]
     Proxy {
-        service: Service,
+        service: Backend,
         error: BackendError,
     },
     /// A backend failed while answering a curl user.
     #[error("the {} service failed: {}\nHINT: {}", service.name(), error.message, error.hint())]
     Backend {
-        service: Service,
+        service: Backend,
         error: BackendError,
     },
 }

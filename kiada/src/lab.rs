@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use kit::negotiate::WantsJson;
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{Service, classify, pod_of, read_body, with_request_id};
+use crate::backend::Backend;
 use crate::{AppState, Error};
 
 pub const MAX_CALLS: usize = 100;
@@ -29,7 +29,7 @@ pub struct SpreadQuery {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Spread {
-    pub service: Service,
+    pub service: Backend,
     pub url: String,
     pub connection: &'static str,
     pub calls: usize,
@@ -76,11 +76,11 @@ impl Limits {
     }
 
     /// Starts a run that may open up to `connections` new connections, or says why not.
-    pub(crate) fn start(&self, connections: u32) -> Result<Running<'_>, Error> {
+    pub(crate) fn start(&self, connections: u32) -> Result<LabSlot<'_>, Error> {
         if self.busy.swap(true, Ordering::Acquire) {
             return Err(Error::LabBusy);
         }
-        let running = Running(&self.busy);
+        let running = LabSlot(&self.busy);
         let mut budget = self.budget();
         let needed = f64::from(connections);
         if budget.tokens < needed {
@@ -149,9 +149,9 @@ impl Default for Limits {
 }
 
 /// Lets one lab run at a time use the pod; released on drop.
-pub(crate) struct Running<'a>(&'a AtomicBool);
+pub(crate) struct LabSlot<'a>(&'a AtomicBool);
 
-impl Drop for Running<'_> {
+impl Drop for LabSlot<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
@@ -185,11 +185,11 @@ pub(crate) async fn compare(
     Ok((new, reused))
 }
 
-/// Service, number of calls, and whether to reuse one connection.
-fn parse(query: &SpreadQuery) -> Result<(Service, usize, bool), Error> {
+/// Backend, number of calls, and whether to reuse one connection.
+fn parse(query: &SpreadQuery) -> Result<(Backend, usize, bool), Error> {
     let service = match query.service.as_deref().unwrap_or("quote") {
-        "quote" => Service::Quote,
-        "quiz" => Service::Quiz,
+        "quote" => Backend::Quote,
+        "quiz" => Backend::Quiz,
         other => return Err(bad(format!("service must be quote or quiz, not '{other}'"))),
     };
     let n = match query.n.as_deref().unwrap_or("20").parse::<usize>() {
@@ -209,14 +209,14 @@ fn parse(query: &SpreadQuery) -> Result<(Service, usize, bool), Error> {
 }
 
 /// The URL a lab calls: the configured backends only, never one a client names.
-pub(crate) fn lab_url(state: &AppState, service: Service) -> String {
+pub(crate) fn lab_url(state: &AppState, service: Backend) -> String {
     match service {
-        Service::Quote => state.backends.quote_url().to_owned(),
-        Service::Quiz => format!("{}/", state.backends.quiz_url()),
+        Backend::Quote => state.backends.quote_url().to_owned(),
+        Backend::Quiz => format!("{}/", state.backends.quiz_url()),
     }
 }
 
-async fn sample(state: &AppState, service: Service, n: usize, reuse: bool) -> Spread {
+async fn sample(state: &AppState, service: Backend, n: usize, reuse: bool) -> Spread {
     let client = state.backends.lab_client(reuse);
     let mut result = Spread {
         service,
@@ -229,17 +229,15 @@ async fn sample(state: &AppState, service: Service, n: usize, reuse: bool) -> Sp
     };
     // One after the other: concurrent calls would open several connections even in reuse mode.
     for _ in 0..n {
-        match with_request_id(client.get(&result.url)).send().await {
-            Ok(res) => {
-                let pod = pod_of(res.headers())
-                    .0
-                    .unwrap_or_else(|| "(no X-Pod-Name)".into());
-                let _ = read_body(res).await;
+        let reply = state.backends.send(service, client.get(&result.url)).await;
+        match reply.result {
+            Ok(_) => {
+                let pod = reply.pod.unwrap_or_else(|| "(no X-Pod-Name)".into());
                 *result.pods.entry(pod).or_default() += 1;
             }
             Err(e) => {
                 result.failed += 1;
-                result.last_error = Some(classify(&e).message);
+                result.last_error = Some(e.message);
             }
         }
     }

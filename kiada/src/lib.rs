@@ -117,10 +117,10 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         networks: Arc::new(config.networks.clone()),
         resolv_conf: Arc::new(config.resolv_conf.clone()),
     };
-    let service = kit::Service {
+    let service = kit::AppSpec {
         metrics,
         errors: kit::ErrorFormat::JsonUnder("/proxy/"),
-        ..kit::Service::new("kiada", routes::router(state))
+        ..kit::AppSpec::new("kiada", routes::router(state))
     };
     let mut app = kit::App::bind(&config.server, &config.identity, service)?;
     if let Some(tls) = &config.tls {

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use crate::backend::{FailureKind, Service};
+use crate::backend::{Backend, FailureKind};
 use crate::client_ip::ClientClass;
 use crate::render::{AnswerHtml, Badge, Page, RequestInfo, VERSION, answer_text};
 use crate::{AppState, Error, assets, dns_lab, lab, lab_page, watch};
@@ -158,8 +158,8 @@ async fn gather(state: &AppState, visit: Visit) -> Page {
     let client_class = ClientClass::of(visit.client.0, &state.identity.node_ip, &state.networks);
     Page {
         release: state.identity.release.clone(),
-        tip_hop: state.backends.hop(Service::Quote, &tip, node),
-        question_hop: state.backends.hop(Service::Quiz, &question, node),
+        tip_hop: state.backends.hop(Backend::Quote, &tip, node),
+        question_hop: state.backends.hop(Backend::Quiz, &question, node),
         tip,
         question,
         request: RequestInfo {
@@ -208,7 +208,7 @@ async fn curl_answer(
             Ok((status, format!("{}\n", e.message)).into_response())
         }
         Err(error) => Err(Error::Backend {
-            service: Service::Quiz,
+            service: Backend::Quiz,
             error,
         }),
     }
@@ -286,7 +286,7 @@ async fn form_answer(
 async fn proxy_quote(State(state): State<AppState>, headers: HeaderMap) -> Response {
     relay(
         &state,
-        Service::Quote,
+        Backend::Quote,
         Method::GET,
         "",
         &headers,
@@ -298,7 +298,7 @@ async fn proxy_quote(State(state): State<AppState>, headers: HeaderMap) -> Respo
 async fn proxy_random_question(State(state): State<AppState>, headers: HeaderMap) -> Response {
     relay(
         &state,
-        Service::Quiz,
+        Backend::Quiz,
         Method::GET,
         "/questions/random",
         &headers,
@@ -326,14 +326,14 @@ async fn proxy_answer(
         return (StatusCode::BAD_REQUEST, Json(error)).into_response();
     }
     let path = format!("/questions/{id}/answers");
-    relay(&state, Service::Quiz, Method::POST, &path, &headers, body).await
+    relay(&state, Backend::Quiz, Method::POST, &path, &headers, body).await
 }
 
 /// Relays a backend's answer: 2xx and 4xx unchanged, a backend 5xx or transport failure as 502
 /// (504 on timeout) with a JSON error. Either way the response names the backend pod.
 async fn relay(
     state: &AppState,
-    service: Service,
+    service: Backend,
     method: Method,
     path: &str,
     headers: &HeaderMap,

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::backend::{FailureKind, Service, classify, pod_of, read_body};
+use crate::backend::{Backend, Backends, FailureKind};
 use crate::lab::{self, Limits, WatchSlot};
 use crate::{AppState, Error};
 
@@ -50,7 +50,7 @@ pub struct WatchQuery {
 
 #[derive(Clone, Copy)]
 struct Params {
-    service: Service,
+    service: Backend,
     interval: Duration,
     duration: Duration,
     reuse: bool,
@@ -58,8 +58,8 @@ struct Params {
 
 fn parse(query: &WatchQuery) -> Result<Params, Error> {
     let service = match query.service.as_deref().unwrap_or("quote") {
-        "quote" => Service::Quote,
-        "quiz" => Service::Quiz,
+        "quote" => Backend::Quote,
+        "quiz" => Backend::Quiz,
         other => return Err(bad(format!("service must be quote or quiz, not '{other}'"))),
     };
     let number = |raw: Option<&str>, default: u64, (low, high): (u64, u64), what: &str| match raw
@@ -121,6 +121,7 @@ pub async fn watch(
     let watcher = Watcher {
         url: lab::lab_url(&state, params.service),
         client: state.backends.lab_client(params.reuse),
+        backends: state.backends.clone(),
         limits: state.labs.clone(),
         // The body is polled outside the request's task-local scope: keep the id for the calls.
         request_id: kit::request_id::current(),
@@ -165,6 +166,7 @@ enum Step {
 struct Watcher {
     url: String,
     client: reqwest::Client,
+    backends: Backends,
     limits: Arc<Limits>,
     request_id: Option<HeaderValue>,
     params: Params,
@@ -258,47 +260,26 @@ impl Watcher {
         if let Some(id) = &self.request_id {
             request = request.header(kit::request_id::HEADER, id);
         }
-        let started = Instant::now();
-        let ms = || (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
-        match request.send().await {
-            Ok(res) => {
-                let pod = pod_of(res.headers()).0;
-                let state = res
-                    .headers()
-                    .get("x-pod-state")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("unknown")
-                    .to_owned();
-                let status = res.status();
-                match read_body(res).await {
-                    Ok(_) if status.is_success() => Outcome::Answered {
-                        pod: pod.unwrap_or_else(|| "(no X-Pod-Name)".into()),
-                        state,
-                        ms: ms(),
-                    },
-                    Ok(_) => Outcome::Failed {
-                        kind: kind_name(FailureKind::Status(status.as_u16())),
-                        message: format!("HTTP {status}"),
-                        pod,
-                        ms: ms(),
-                    },
-                    Err(e) => Outcome::Failed {
-                        kind: kind_name(e.kind),
-                        message: e.message,
-                        pod,
-                        ms: ms(),
-                    },
-                }
-            }
-            Err(e) => {
-                let e = classify(&e);
-                Outcome::Failed {
-                    kind: kind_name(e.kind),
-                    message: e.message,
-                    pod: None,
-                    ms: ms(),
-                }
-            }
+        let reply = self.backends.send(self.params.service, request).await;
+        let ms = (reply.elapsed.as_secs_f64() * 10_000.0).round() / 10.0;
+        match reply.result {
+            Ok(answer) if answer.status.is_success() => Outcome::Answered {
+                pod: reply.pod.unwrap_or_else(|| "(no X-Pod-Name)".into()),
+                state: reply.state.unwrap_or_else(|| "unknown".into()),
+                ms,
+            },
+            Ok(answer) => Outcome::Failed {
+                kind: kind_name(FailureKind::Status(answer.status.as_u16())),
+                message: format!("HTTP {}", answer.status),
+                pod: reply.pod,
+                ms,
+            },
+            Err(e) => Outcome::Failed {
+                kind: kind_name(e.kind),
+                message: e.message,
+                pod: reply.pod,
+                ms,
+            },
         }
     }
 

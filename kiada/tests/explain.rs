@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kiada::client_ip::{Cidrs, Networks};
 use kiada::discovery::{Discovered, Source};
-use kit::{App, Identity, Running, ServerConfig, Service};
+use kit::{App, AppSpec, Identity, Running, ServerConfig};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::Value;
 use support::*;
@@ -26,7 +26,7 @@ fn kit_backend(router: axum::Router, pod: &str, node: &str) -> Running {
     App::bind(
         &ServerConfig::ephemeral(),
         &identity,
-        Service::new("stand-in", router),
+        AppSpec::new("stand-in", router),
     )
     .unwrap()
     .spawn()

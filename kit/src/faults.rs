@@ -90,7 +90,7 @@ impl Faults {
     }
 
     /// The readiness condition `--fail-after` adds.
-    pub(crate) fn readiness(&self) -> Result<(), String> {
+    pub(crate) fn readiness(&self) -> Result<(), crate::health::CheckError> {
         match self.expired() {
             true => Err("failing on purpose since --fail-after expired".into()),
             false => Ok(()),

@@ -10,7 +10,22 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 
-type Check = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// What a service's own readiness check reports when it fails: any error, said in its words.
+pub type CheckError = Box<dyn std::error::Error + Send + Sync>;
+
+type Check = Box<dyn Fn() -> Result<(), CheckError> + Send + Sync>;
+
+/// Why a pod should not receive traffic now.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("disabled on the admin port (POST /healthz/ready/enable to undo)")]
+    DisabledByAdmin,
+    /// A check the service registered failed.
+    #[error("{check}: {reason}")]
+    Check { check: String, reason: String },
+}
 
 /// Shared readiness state of one service instance. Cheap to clone.
 #[derive(Clone, Default)]
@@ -35,7 +50,7 @@ impl Health {
     pub fn add_check(
         &self,
         name: &str,
-        check: impl Fn() -> Result<(), String> + Send + Sync + 'static,
+        check: impl Fn() -> Result<(), CheckError> + Send + Sync + 'static,
     ) {
         self.inner
             .checks
@@ -45,16 +60,19 @@ impl Health {
     }
 
     /// `Ok` when the pod should receive traffic, else the reason it should not.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotReady> {
         if self.inner.shutting_down.load(Ordering::Relaxed) {
-            return Err("shutting down".into());
+            return Err(NotReady::ShuttingDown);
         }
         if self.inner.disabled_by_admin.load(Ordering::Relaxed) {
-            return Err("disabled on the admin port (POST /healthz/ready/enable to undo)".into());
+            return Err(NotReady::DisabledByAdmin);
         }
         let checks = self.inner.checks.read().expect("health checks lock");
         for (name, check) in checks.iter() {
-            check().map_err(|reason| format!("{name}: {reason}"))?;
+            check().map_err(|reason| NotReady::Check {
+                check: name.clone(),
+                reason: reason.to_string(),
+            })?;
         }
         Ok(())
     }
@@ -140,10 +158,19 @@ mod tests {
         let health = Health::new();
         assert!(health.is_ready());
         health.add_check("database", || Err("locked".into()));
-        assert_eq!(health.readiness(), Err("database: locked".into()));
+        assert_eq!(
+            health.readiness().unwrap_err().to_string(),
+            "database: locked"
+        );
         health.set_disabled_by_admin(true);
-        assert!(health.readiness().unwrap_err().contains("admin"));
+        assert!(
+            health
+                .readiness()
+                .unwrap_err()
+                .to_string()
+                .contains("admin")
+        );
         health.begin_shutdown();
-        assert_eq!(health.readiness(), Err("shutting down".into()));
+        assert_eq!(health.readiness(), Err(NotReady::ShuttingDown));
     }
 }

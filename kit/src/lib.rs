@@ -1,7 +1,7 @@
 //! What every Kiada service shares: configuration common to all of them, the listeners and
 //! their graceful shutdown, the probes, pod identity, request logging and limits.
 //!
-//! A service builds its own [`axum::Router`], hands it to [`App::bind`] as a [`Service`]
+//! A service builds its own [`axum::Router`], hands it to [`App::bind`] as an [`AppSpec`]
 //! together with a [`ServerConfig`] and an [`Identity`], and either [`App::run`]s it until a
 //! signal (its `main.rs`) or [`App::spawn`]s it (tests and the local suite).
 
@@ -27,7 +27,7 @@ pub use balancer::{Balancer, Probe};
 pub use config::{LogFormat, ServerConfig};
 pub use health::Health;
 pub use identity::{ClientIp, Identity, IdentityArgs};
-pub use server::{App, Connection, Error, Running, Service, main_with, shutdown_signal};
+pub use server::{App, AppSpec, Connection, Error, Running, main_with, shutdown_signal};
 
 /// The allocator every binary installs (`#[global_allocator]`): request handling allocates and
 /// frees small blocks on one thread and another, which glibc's malloc serialises on arena locks;

@@ -292,7 +292,7 @@ fn declared_length(request: &Request) -> Option<u64> {
 fn finish(shared: &Shared, record: Record, mut response: Response) -> Response {
     let headers = response.headers_mut();
     // Room for all at once, rather than growing the map on the way.
-    headers.reserve(shared.identity_headers.len() + 2);
+    headers.reserve(shared.identity_headers.len() + 3);
     for (name, value) in &shared.identity_headers {
         headers.insert(name, value.clone());
     }

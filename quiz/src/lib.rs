@@ -121,13 +121,14 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         store,
         identity: Arc::new(config.identity.clone()),
     };
-    let service = kit::Service {
+    let service = kit::AppSpec {
         metrics,
         errors: kit::ErrorFormat::Json,
-        ..kit::Service::new("quiz", routes::router(state))
+        ..kit::AppSpec::new("quiz", routes::router(state))
     };
     service.health.add_check("database", move || {
-        database.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let verdict = database.read().unwrap_or_else(|e| e.into_inner()).clone();
+        verdict.map_err(Into::into)
     });
     Ok(kit::App::bind(&config.server, &config.identity, service)?)
 }

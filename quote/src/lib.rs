@@ -67,7 +67,7 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         tips: tips.clone(),
         identity: Arc::new(config.identity.clone()),
     };
-    let service = kit::Service::new("quote", routes::router(state));
+    let service = kit::AppSpec::new("quote", routes::router(state));
     service.health.add_check("tips", move || match tips.len() {
         0 => Err("no tips loaded".into()),
         _ => Ok(()),

@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -226,6 +226,7 @@ async fn serve<I>(
     tokio::pin!(watchdog);
     // Set once the connection has been asked to close (idle or draining).
     let mut closing = false;
+    let mut watching = true;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -234,7 +235,10 @@ async fn serve<I>(
                 }
                 return;
             }
-            _ = &mut watchdog => match activity.idle_since() {
+            _ = &mut watchdog, if watching => match activity.idle_since() {
+                // HTTP/1 once a request has come: hyper's header-read timer covers the wait for
+                // every next head, so the watchdog steps aside (and the requests stay cheap).
+                _ if activity.http1.load(Ordering::Relaxed) => watching = false,
                 Some(since) if since + idle <= Instant::now() => {
                     if closing {
                         // Asked before and still here with nothing in flight (an HTTP/2 peer
@@ -274,6 +278,8 @@ struct Activity {
     in_flight: AtomicUsize,
     /// When the last response finished, in milliseconds after `base`.
     idle_since_ms: AtomicU64,
+    /// Set by the first HTTP/1 request; only HTTP/2 requests are tracked in flight.
+    http1: AtomicBool,
 }
 
 impl Activity {
@@ -283,6 +289,7 @@ impl Activity {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
+            http1: AtomicBool::new(false),
         }
     }
 
@@ -331,7 +338,16 @@ impl hyper::service::Service<Request<Incoming>> for PerConnection {
     type Future = Tracked<<Router as tower::Service<Request>>::Future>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let (in_flight, n) = InFlight::start(&self.activity);
+        // HTTP/2 responses are tracked until their body is sent (the watchdog must not close a
+        // connection that streams); HTTP/1 needs only the count (see `serve`).
+        let (in_flight, n) = if request.version() == axum::http::Version::HTTP_2 {
+            let (in_flight, n) = InFlight::start(&self.activity);
+            (Some(in_flight), n)
+        } else {
+            let activity = &self.activity;
+            activity.http1.store(true, Ordering::Relaxed);
+            (None, activity.requests.fetch_add(1, Ordering::Relaxed) + 1)
+        };
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(Connection {
             peer: self.peer,
@@ -340,7 +356,7 @@ impl hyper::service::Service<Request<Incoming>> for PerConnection {
         });
         Tracked {
             inner: self.router.clone().call(request),
-            in_flight: Some(in_flight),
+            in_flight,
         }
     }
 }
@@ -363,11 +379,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = std::task::ready!(this.inner.poll(cx))?;
-        let in_flight = this.in_flight.take();
+        let Some(in_flight) = this.in_flight.take() else {
+            return Poll::Ready(Ok(response));
+        };
         Poll::Ready(Ok(response.map(|body| {
             Body::new(TrackedBody {
                 inner: body,
-                _in_flight: in_flight,
+                _in_flight: Some(in_flight),
             })
         })))
     }

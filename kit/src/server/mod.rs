@@ -45,7 +45,7 @@ pub enum Error {
 
 /// What a service hands to [`App::bind`]: its application routes and the state the shared
 /// parts need.
-pub struct Service {
+pub struct AppSpec {
     pub name: &'static str,
     /// Application routes: they get the drills (delay, faults); probes and metrics do not.
     pub routes: Router,
@@ -56,9 +56,9 @@ pub struct Service {
     pub errors: crate::ErrorFormat,
 }
 
-impl Service {
+impl AppSpec {
     pub fn new(name: &'static str, routes: Router) -> Self {
-        Service {
+        AppSpec {
             name,
             routes,
             health: Health::new(),
@@ -85,11 +85,7 @@ impl App {
     /// Binds the main listener (all addresses, IPv6 and IPv4) and the admin listener
     /// (127.0.0.1), and wraps the service's routes with the probes, metrics, drills, identity
     /// headers, request ids, logging and limits.
-    pub fn bind(
-        config: &ServerConfig,
-        identity: &Identity,
-        service: Service,
-    ) -> Result<App, Error> {
+    pub fn bind(config: &ServerConfig, identity: &Identity, spec: AppSpec) -> Result<App, Error> {
         let main = bind_dual_stack(config.listen_port)?;
         let admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, config.admin_port));
         let admin = bind_listener(admin_addr, Domain::IPV4).map_err(|source| Error::Bind {
@@ -97,13 +93,13 @@ impl App {
             source,
         })?;
 
-        let Service {
+        let AppSpec {
             name,
             routes,
             health,
             mut metrics,
             errors,
-        } = service;
+        } = spec;
         let faults = Faults::new(config);
         if faults.has_fail_after() {
             let drill = faults.clone();

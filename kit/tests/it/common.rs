@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{get, post};
-use kit::{App, ClientIp, Identity, Running, ServerConfig, Service};
+use kit::{App, AppSpec, ClientIp, Identity, Running, ServerConfig};
 
 pub fn routes() -> Router {
     Router::new()
@@ -30,7 +30,7 @@ pub fn start_with(config: ServerConfig) -> Running {
         node_name: "node-1".into(),
         ..Identity::named("pod-a")
     };
-    App::bind(&config, &identity, Service::new("test", routes()))
+    App::bind(&config, &identity, AppSpec::new("test", routes()))
         .expect("bind")
         .spawn()
 }

@@ -280,3 +280,35 @@ async fn the_admin_port_refuses_other_hosts_and_cross_site_pages() {
     assert_eq!(res.text().await.unwrap(), "Not found: /nothing\n");
     app.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_idle_http1_keep_alive_connection_is_closed() {
+    let app = start_with(short_deadline());
+    let mut stream = tokio::net::TcpStream::connect(loopback(app.addr))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /client HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut answer = [0u8; 1024];
+    let n = stream.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).contains("x-connection-requests: 1"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+        .await
+        .expect("the idle keep-alive connection is closed")
+        .unwrap();
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_millis(3000),
+        "closed after {after:?}"
+    );
+    app.stop().await.unwrap();
+}

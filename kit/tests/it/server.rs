@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use kit::{App, Identity, ServerConfig, Service};
+use kit::{App, AppSpec, Identity, ServerConfig};
 use reqwest::StatusCode;
 
 use crate::common::*;
@@ -280,7 +280,7 @@ async fn a_taken_port_is_named_in_the_error() {
     let err = App::bind(
         &config,
         &Identity::named("b"),
-        Service::new("second", routes()),
+        AppSpec::new("second", routes()),
     )
     .err()
     .expect("the port is taken");

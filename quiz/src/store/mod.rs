@@ -50,8 +50,9 @@ pub enum StoreError {
     },
     #[error("PostgreSQL at {url}: {source}")]
     Connect { url: PostgresUrl, source: BoxError },
+    /// One failed commit fails every answer of its batch: each gets the shared cause.
     #[error("commit failed: {0}")]
-    Commit(String),
+    Commit(SharedError),
     #[error("the database did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the database writer is not responding")]
@@ -166,7 +167,7 @@ impl StoreMetrics {
         &self,
         answers: impl ExactSizeIterator<Item = &'a NewAnswer>,
         took: Duration,
-        failed: Option<&String>,
+        failed: Option<&SharedError>,
     ) {
         self.commit_seconds.observe(took.as_secs_f64());
         let count = answers.len();
@@ -184,6 +185,9 @@ impl StoreMetrics {
         }
     }
 }
+
+/// A cause that several waiters report at once.
+pub type SharedError = std::sync::Arc<dyn std::error::Error + Send + Sync>;
 
 /// The store quiz runs on: the same operations, errors and durability on either database.
 #[derive(Clone)]

@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
@@ -20,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 use tokio_postgres::NoTls;
 
-use super::{NewAnswer, QuestionStats, StoreError, StoreMetrics};
+use super::{NewAnswer, QuestionStats, SharedError, StoreError, StoreMetrics};
 use crate::questions::Question;
 
 /// Most answers inserted in one statement.
@@ -432,7 +433,7 @@ async fn run_writer(pool: Pool, mut jobs: mpsc::Receiver<Job>, metrics: StoreMet
         let started = Instant::now();
         let outcome = bounded(insert(&pool, &batch, now))
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| Arc::new(e) as SharedError);
         metrics.observe_commit(
             batch.iter().map(|job| &job.answer),
             started.elapsed(),

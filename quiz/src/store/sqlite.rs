@@ -16,7 +16,7 @@ use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use rusqlite_migration::{M, Migrations};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BoxError, NewAnswer, QuestionStats, StoreError, StoreMetrics};
+use super::{BoxError, NewAnswer, QuestionStats, SharedError, StoreError, StoreMetrics};
 use crate::questions::Question;
 
 /// Most answers committed in one transaction.
@@ -43,10 +43,10 @@ const MIGRATIONS: &[M] = &[M::up(
     CREATE INDEX answers_by_question ON answers(question_id);",
 )];
 
-type Reply<T> = oneshot::Sender<Result<T, String>>;
+type Ack<T> = oneshot::Sender<Result<T, SharedError>>;
 
 enum Job {
-    Record(NewAnswer, Reply<SystemTime>),
+    Record(NewAnswer, Ack<SystemTime>),
     /// Runs on the writer connection: checks that must see what the writer sees.
     Inspect(Box<dyn FnOnce(&Connection) + Send>),
 }
@@ -253,7 +253,8 @@ fn run_writer(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, metrics: Stor
                 }
                 let now = SystemTime::now();
                 let started = Instant::now();
-                let outcome = commit(&mut conn, &batch, now).map_err(|e| e.to_string());
+                let outcome =
+                    commit(&mut conn, &batch, now).map_err(|e| Arc::new(e) as SharedError);
                 metrics.observe_commit(
                     batch.iter().map(|(answer, _)| answer),
                     started.elapsed(),
@@ -269,7 +270,7 @@ fn run_writer(mut conn: Connection, mut jobs: mpsc::Receiver<Job>, metrics: Stor
 
 fn commit(
     conn: &mut Connection,
-    batch: &[(NewAnswer, Reply<SystemTime>)],
+    batch: &[(NewAnswer, Ack<SystemTime>)],
     now: SystemTime,
 ) -> rusqlite::Result<()> {
     let answered_at = humantime::format_rfc3339_millis(now).to_string();
