@@ -519,7 +519,7 @@ impl Backends {
 /// Forwards the id of the request being answered, so one id follows it through every log.
 pub fn with_request_id(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     match kit::request_id::current() {
-        Some(id) => request.header(kit::request_id::HEADER, id),
+        Some(id) => request.header(kit::request_id::HEADER, id.as_str()),
         None => request,
     }
 }

@@ -168,7 +168,7 @@ struct Watcher {
     client: reqwest::Client,
     backends: Backends,
     limits: Arc<Limits>,
-    request_id: Option<HeaderValue>,
+    request_id: Option<kit::request_id::RequestId>,
     params: Params,
     format: Format,
     started: Instant,
@@ -258,7 +258,7 @@ impl Watcher {
         }
         let mut request = self.client.get(&self.url).header("accept", "text/plain");
         if let Some(id) = &self.request_id {
-            request = request.header(kit::request_id::HEADER, id);
+            request = request.header(kit::request_id::HEADER, id.as_str());
         }
         let reply = self.backends.send(self.params.service, request).await;
         let ms = (reply.elapsed.as_secs_f64() * 10_000.0).round() / 10.0;

@@ -26,6 +26,7 @@ use crate::faults::Faults;
 use crate::health::Health;
 use crate::identity::ClientIp;
 use crate::metrics::{HttpMetrics, InFlight};
+use crate::request_id::RequestId;
 use crate::{BODY_LIMIT, ErrorFormat, Identity, request_id, telemetry};
 
 /// How many requests the response's connection has carried, this one included: 1 on a new
@@ -163,10 +164,11 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
         // Handlers read it from `request_id::current()`, not from the request's headers.
-        let id = match request.headers().get(request_id::HEADER) {
-            Some(id) if request_id::is_acceptable(id) => id.clone(),
-            _ => request_id::make(),
-        };
+        let id = request
+            .headers()
+            .get(request_id::HEADER)
+            .and_then(RequestId::from_header)
+            .unwrap_or_default();
         let client = ClientIp::from_extensions(request.extensions());
         let connection_requests = request
             .extensions()
@@ -180,7 +182,7 @@ where
             route: request.extensions().get::<MatchedPath>().cloned(),
             client,
             _in_flight: self.shared.metrics.as_ref().map(HttpMetrics::start),
-            id: id.clone(),
+            id,
             connection_requests,
         };
         // A declared body over the limit is refused before any handler runs, whether or not
@@ -200,7 +202,7 @@ where
                 shared: self.shared.clone(),
             };
         }
-        let inner = request_id::scope_sync(id.clone(), || self.inner.call(request));
+        let inner = request_id::scope_sync(id, || self.inner.call(request));
         ObserveFuture {
             inner: Some(request_id::scope_future(id, inner)),
             early: None,
@@ -220,7 +222,7 @@ struct Record {
     client: ClientIp,
     /// Counts the request out of flight when dropped, answered or not.
     _in_flight: Option<InFlight>,
-    id: HeaderValue,
+    id: RequestId,
     /// Requests its connection has carried, this one included.
     connection_requests: Option<u64>,
 }
@@ -228,7 +230,7 @@ struct Record {
 pin_project_lite::pin_project! {
     pub(crate) struct ObserveFuture<F> {
         #[pin]
-        inner: Option<TaskLocalFuture<HeaderValue, F>>,
+        inner: Option<TaskLocalFuture<RequestId, F>>,
         // The answer, when it was decided before calling the handler.
         early: Option<Response>,
         #[pin]
@@ -297,7 +299,7 @@ fn finish(shared: &Shared, record: Record, mut response: Response) -> Response {
         headers.insert(name, value.clone());
     }
     headers.insert(&shared.state.name, shared.state.value());
-    headers.insert(request_id::HEADER, record.id.clone());
+    headers.insert(request_id::HEADER, record.id.header_value());
     if let Some(n) = record.connection_requests {
         headers.insert(CONNECTION_REQUESTS, HeaderValue::from(n));
     }
@@ -312,7 +314,7 @@ fn finish(shared: &Shared, record: Record, mut response: Response) -> Response {
         status,
         elapsed,
         client: record.client,
-        id: &record.id,
+        id: record.id.as_str(),
     });
     response
 }

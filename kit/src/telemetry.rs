@@ -10,7 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use axum::http::{HeaderValue, Method};
+use axum::http::Method;
 use tracing::Level;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -79,7 +79,7 @@ pub(crate) struct RequestLine<'a> {
     pub status: u16,
     pub elapsed: Duration,
     pub client: ClientIp,
-    pub id: &'a HeaderValue,
+    pub id: &'a str,
 }
 
 /// Logs a request once it has been answered. Probes and scrapes log at debug level: they come
@@ -110,7 +110,7 @@ pub(crate) fn log_request(line: RequestLine<'_>) {
 fn emit_event(level: Level, line: &RequestLine<'_>) {
     let (method, path, status, client) = (line.method, line.path, line.status, line.client.0);
     let latency_ms = line.elapsed.as_secs_f64() * 1e3;
-    let request_id = line.id.to_str().unwrap_or("-");
+    let request_id = line.id;
     match level {
         Level::DEBUG => {
             tracing::debug!(%method, path, status, latency_ms, %client, request_id, "request")
@@ -162,7 +162,7 @@ fn write_text(
 
 /// For a terminal, where speed matters less than colour.
 fn write_coloured(out: &mut Vec<u8>, level: Level, line: &RequestLine<'_>) -> std::io::Result<()> {
-    let id = String::from_utf8_lossy(line.id.as_bytes());
+    let id = line.id;
     let (method, path, status) = (line.method, line.path, line.status);
     let (latency, client) = (Millis(line.elapsed), line.client.0);
     let level = match level {
@@ -307,7 +307,7 @@ fn push_quoted(out: &mut Vec<u8>, bytes: &[u8], quoting: Quoting) {
 mod tests {
     use super::*;
 
-    fn line(id: &HeaderValue) -> RequestLine<'_> {
+    fn line(id: &str) -> RequestLine<'_> {
         RequestLine {
             method: &Method::GET,
             path: "/say \"hi\"",
@@ -321,8 +321,8 @@ mod tests {
     #[test]
     fn text_lines_read_like_the_other_lines() {
         let mut out = Vec::new();
-        let id = HeaderValue::from_static("a\"b");
-        write_text(&mut out, false, Level::INFO, &line(&id)).unwrap();
+        let id = "a\"b";
+        write_text(&mut out, false, Level::INFO, &line(id)).unwrap();
         let out = String::from_utf8(out).unwrap();
         let (stamp, rest) = out.split_once(' ').unwrap();
         assert_eq!(stamp.len(), "2026-11-22T04:00:16.198706Z".len(), "{out}");
@@ -336,8 +336,8 @@ mod tests {
     #[test]
     fn json_lines_are_objects_with_the_request_fields() {
         let mut out = Vec::new();
-        let id = HeaderValue::from_static("a\"b");
-        write_json(&mut out, Level::DEBUG, &line(&id)).unwrap();
+        let id = "a\"b";
+        write_json(&mut out, Level::DEBUG, &line(id)).unwrap();
         assert_eq!(out.last(), Some(&b'\n'));
         let event: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(event["level"], "DEBUG");
@@ -367,7 +367,7 @@ mod tests {
             }
         }
         let without_stamp = |line: &str| line.split_once(' ').unwrap().1.to_owned();
-        let id = HeaderValue::from_static("a\"b");
+        let id = "a\"b";
         for (format, level) in [
             (LogFormat::Text, Level::INFO),
             (LogFormat::Text, Level::DEBUG),
@@ -380,12 +380,12 @@ mod tests {
                 move || capture.clone()
             };
             let subscriber = subscriber(format, false, writer, EnvFilter::new("debug"));
-            tracing::subscriber::with_default(subscriber, || emit_event(level, &line(&id)));
+            tracing::subscriber::with_default(subscriber, || emit_event(level, &line(id)));
             let theirs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
             let mut ours = Vec::new();
             match format {
-                LogFormat::Text => write_text(&mut ours, false, level, &line(&id)).unwrap(),
-                LogFormat::Json => write_json(&mut ours, level, &line(&id)).unwrap(),
+                LogFormat::Text => write_text(&mut ours, false, level, &line(id)).unwrap(),
+                LogFormat::Json => write_json(&mut ours, level, &line(id)).unwrap(),
             }
             let ours = String::from_utf8(ours).unwrap();
             match format {

@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-const BUNDLED: &str = include_str!("../questions.yaml");
+/// `questions.yaml`, turned into JSON at build time (see `build.rs`).
+const BUNDLED: &str = include_str!(concat!(env!("OUT_DIR"), "/questions.json"));
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -47,7 +48,7 @@ pub enum QuestionsError {
 
 pub fn bundled() -> Vec<Question> {
     let questions: Vec<Question> =
-        serde_yaml_ng::from_str(BUNDLED).expect("the bundled questions parse");
+        serde_json::from_str(BUNDLED).expect("the bundled questions parse");
     validate(&questions).expect("the bundled questions are valid");
     if let Some(q) = questions.iter().find(|q| q.explanation.is_none()) {
         panic!("bundled question {} has no explanation", q.id);
