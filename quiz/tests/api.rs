@@ -252,6 +252,20 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing(backend: Backend) {
             StatusCode::BAD_REQUEST,
             "positive integer",
         ),
+        // A body over the limit, even on a route that reads none: 413, in JSON.
+        (
+            quiz.client
+                .get(format!("{url}/questions/random"))
+                .body(vec![b'x'; 20_000]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "larger than 16384 bytes",
+        ),
+        // A path that does not decode is answered in JSON too.
+        (
+            quiz.client.get(format!("{url}/questions/%ff")),
+            StatusCode::BAD_REQUEST,
+            "invalid path",
+        ),
         (
             quiz.client.get(format!("{url}/questions/999")),
             StatusCode::NOT_FOUND,
