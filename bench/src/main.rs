@@ -280,7 +280,7 @@ fn run_load(
         quiz_port,
         "/healthz/ready",
     );
-    let balancer = kit::Balancer::start(
+    let balancer = balancer::Balancer::start(
         0,
         quotes
             .iter()

@@ -88,7 +88,7 @@ async fn without_pooling_every_call_is_a_new_connection_and_spreads() {
         .map(|pod| kit_backend(support::quote(pod, "A tip."), pod, "node-7"))
         .collect();
     let balancer =
-        kit::Balancer::start(0, quotes.iter().map(|q| loopback(q.addr)).collect()).unwrap();
+        balancer::Balancer::start(0, quotes.iter().map(|q| loopback(q.addr)).collect()).unwrap();
     let quiz = kit_backend(support::quiz("quiz-a", "Q?"), "quiz-a", "node-7");
     let mut config = config(
         &format!("http://127.0.0.1:{}/quote", balancer.addr().port()),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use kit::Balancer;
+use balancer::Balancer;
 use serde_json::Value;
 use support::*;
 

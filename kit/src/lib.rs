@@ -5,7 +5,6 @@
 //! together with a [`ServerConfig`] and an [`Identity`], and either [`App::run`]s it until a
 //! signal (its `main.rs`) or [`App::spawn`]s it (tests and the local suite).
 
-pub mod balancer;
 pub mod config;
 mod faults;
 pub mod file;
@@ -23,11 +22,12 @@ pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use balancer::{Balancer, Probe};
 pub use config::{LogFormat, ServerConfig};
 pub use health::Health;
 pub use identity::{ClientIp, Identity, IdentityArgs};
-pub use server::{App, AppSpec, Connection, Error, Running, main_with, shutdown_signal};
+pub use server::{
+    App, AppSpec, Connection, Error, Running, bind_dual_stack, main_with, shutdown_signal,
+};
 
 /// The allocator every binary installs (`#[global_allocator]`): request handling allocates and
 /// frees small blocks on one thread and another, which glibc's malloc serialises on arena locks;

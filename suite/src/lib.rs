@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use kit::{Balancer, Probe, Running};
+use balancer::{Balancer, Probe};
+use kit::Running;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -4,7 +4,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use kit::{Balancer, Probe, Running};
+use balancer::{Balancer, Probe};
+use kit::Running;
 use serde_json::Value;
 
 /// A Server-Sent Events body as (event, JSON data) pairs.

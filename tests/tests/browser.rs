@@ -41,7 +41,7 @@ async fn a_person_answers_questions_in_the_browser() {
         .into_iter()
         .map(|pod| start("quote", &["--pod-name", pod]))
         .collect();
-    let balancer = kit::Balancer::start(
+    let balancer = balancer::Balancer::start(
         0,
         quotes
             .iter()

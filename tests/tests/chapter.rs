@@ -178,7 +178,7 @@ async fn the_spread_lab_shows_every_replica_behind_a_balancer() {
     let quotes: Vec<Process> = (1..=3)
         .map(|i| start("quote", &["--pod-name", &format!("quote-{i}")]))
         .collect();
-    let balancer = kit::Balancer::start(
+    let balancer = balancer::Balancer::start(
         0,
         quotes
             .iter()

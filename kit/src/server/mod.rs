@@ -374,7 +374,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> (StatusCode, String) {
 }
 
 /// `[::]:port` accepting IPv4 too (IPV6_V6ONLY off); `0.0.0.0:port` where the kernel has no IPv6.
-pub(crate) fn bind_dual_stack(port: u16) -> Result<std::net::TcpListener, Error> {
+pub fn bind_dual_stack(port: u16) -> Result<std::net::TcpListener, Error> {
     let v6 = SocketAddr::from((Ipv6Addr::UNSPECIFIED, port));
     match bind_listener(v6, Domain::IPV6) {
         Ok(listener) => Ok(listener),

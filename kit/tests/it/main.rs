@@ -1,6 +1,5 @@
 //! The shared server behaviour, through real HTTP against apps on port 0.
 
-mod balancer;
 mod common;
 mod hardening;
 mod operability;

@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::Error;
+use kit::Error;
 
 /// A readiness probe for every backend, as a pod's readinessProbe with `httpGet`.
 #[derive(Clone, Debug)]
@@ -92,11 +92,9 @@ impl Balancer {
             "a balancer needs at least one backend"
         );
         let listener =
-            TcpListener::from_std(crate::server::bind_dual_stack(port)?).map_err(|source| {
-                Error::Bind {
-                    addr: SocketAddr::from(([0, 0, 0, 0], port)),
-                    source,
-                }
+            TcpListener::from_std(kit::bind_dual_stack(port)?).map_err(|source| Error::Bind {
+                addr: SocketAddr::from(([0, 0, 0, 0], port)),
+                source,
             })?;
         let addr = listener
             .local_addr()

@@ -3,8 +3,29 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::common::*;
-use kit::{Balancer, Probe};
+use axum::Router;
+use axum::routing::get;
+use balancer::{Balancer, Probe};
+use kit::{App, AppSpec, ClientIp, Identity, Running, ServerConfig};
+
+/// A service answering `/client` on free ports, behind the balancer in these tests.
+fn start() -> Running {
+    let routes = Router::new().route(
+        "/client",
+        get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+    );
+    App::bind(
+        &ServerConfig::ephemeral(),
+        &Identity::named("backend"),
+        AppSpec::new("backend", routes),
+    )
+    .expect("bind")
+    .spawn()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
 
 async fn until(what: &str, mut done: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
