@@ -445,7 +445,7 @@ fn run_load(
     drop(quiz);
 
     // The same on PostgreSQL: a server of its own, flushing as in production (fsync on).
-    let Some(server) = kit::testing::Postgres::start("bench: quiz on PostgreSQL", &[]) else {
+    let Some(server) = testkit::Postgres::start("bench: quiz on PostgreSQL", &[]) else {
         return;
     };
     let database = server.create_database();

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kit::testing::Process;
 use support::*;
+use testkit::Process;
 
 const KIADA: &str = env!("CARGO_BIN_EXE_kiada");
 

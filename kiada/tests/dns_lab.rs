@@ -38,7 +38,7 @@ fn dnsmasq() -> Option<Dnsmasq> {
         .into_iter()
         .find(|p| Path::new(p).exists());
     let Some(binary) = binary.filter(|_| root) else {
-        kit::testing::skip(
+        testkit::skip(
             "dns lab",
             "needs dnsmasq (Debian's dnsmasq-base) and root for port 53",
         );

@@ -19,8 +19,6 @@ pub use observe::CONNECTION_REQUESTS;
 pub mod request_id;
 mod server;
 pub mod telemetry;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use config::{LogFormat, ServerConfig};
 pub use health::Health;

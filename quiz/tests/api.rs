@@ -8,10 +8,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use kit::Running;
-use kit::testing::{Postgres, PostgresUnavailable};
 use quiz::{Config, Database, PostgresUrl};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
+use testkit::{Postgres, PostgresUnavailable};
 
 #[derive(Clone, Copy)]
 enum Backend {
@@ -28,7 +28,7 @@ fn shared_postgres() -> Option<&'static Postgres> {
         Ok(server) => Some(server),
         Err(why) => {
             let thread = std::thread::current();
-            kit::testing::skip(thread.name().unwrap_or("a quiz test"), &why.to_string());
+            testkit::skip(thread.name().unwrap_or("a quiz test"), &why.to_string());
             None
         }
     }

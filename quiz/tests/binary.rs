@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use kit::testing::{Postgres, PostgresUnavailable, Process};
 use serde_json::{Value, json};
+use testkit::{Postgres, PostgresUnavailable, Process};
 
 const QUIZ: &str = env!("CARGO_BIN_EXE_quiz");
 
@@ -147,7 +147,7 @@ fn postgres(test: &str) -> Option<&'static Postgres> {
     match SERVER.get_or_init(|| Postgres::try_start(&["fsync=off"])) {
         Ok(server) => Some(server),
         Err(why) => {
-            kit::testing::skip(test, &why.to_string());
+            testkit::skip(test, &why.to_string());
             None
         }
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use kit::testing::Process;
+use testkit::Process;
 
 const QUOTE: &str = env!("CARGO_BIN_EXE_quote");
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub use kit::testing::{Process, skip};
+pub use testkit::{Process, skip};
 
 /// The debug build of `name` (`kiada`, `quiz`, `quote`, `suite`), as `cargo build` left it next
 /// to this test's own executable. The test command builds the binaries before the tests.
