@@ -5,20 +5,19 @@
 //! together with a [`ServerConfig`] and an [`Identity`], and either [`App::run`]s it until a
 //! signal (its `main.rs`) or [`App::spawn`]s it (tests and the local suite).
 
+// Grouped by concern: flags and operator files; the listeners, their connections and the admin
+// port; what every request goes through; logging; readiness and drills; identity; metrics.
 pub mod config;
-mod faults;
 pub mod file;
-mod header_timer;
 pub mod health;
 pub mod identity;
-mod log_sink;
 pub mod metrics;
 pub mod negotiate;
 mod observe;
-pub use observe::CONNECTION_REQUESTS;
-pub mod request_id;
 mod server;
 pub mod telemetry;
+
+pub use observe::{CONNECTION_REQUESTS, request_id};
 
 pub use config::{LogFormat, ServerConfig};
 pub use health::Health;

@@ -25,14 +25,15 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower::ServiceBuilder;
 
-use crate::faults::Faults;
-use crate::header_timer::HeaderTimer;
+use crate::health::drills::Faults;
 use crate::metrics::{self, Exposition, HttpMetrics};
 use crate::observe::{ObserveLayer, PodState};
 use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig};
+use header_timer::HeaderTimer;
 
 mod admin;
 mod conn;
+mod header_timer;
 
 pub use conn::Connection;
 use conn::{Shared, Transport, accept_loop};

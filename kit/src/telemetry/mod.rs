@@ -6,6 +6,7 @@
 //! log buffer costs a fraction of a generic event. They look exactly like the other lines and
 //! obey the same `RUST_LOG` filter (target `kit::telemetry`).
 
+mod sink;
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
@@ -17,7 +18,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::LogFormat;
 use crate::identity::ClientIp;
-use crate::log_sink;
+use sink as log_sink;
 
 /// How lines look, once [`init`] has installed the subscriber.
 #[derive(Clone, Copy)]

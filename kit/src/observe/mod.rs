@@ -9,6 +9,7 @@
 //! on the first poll, so requests answered at once (quote's tips, probes) never touch the
 //! runtime's timer wheel.
 
+pub mod request_id;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,12 +23,12 @@ use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Sleep;
 use tower::{Layer, Service};
 
-use crate::faults::Faults;
 use crate::health::Health;
+use crate::health::drills::Faults;
 use crate::identity::ClientIp;
 use crate::metrics::{HttpMetrics, InFlight};
-use crate::request_id::RequestId;
-use crate::{BODY_LIMIT, ErrorFormat, Identity, request_id, telemetry};
+use crate::{BODY_LIMIT, ErrorFormat, Identity, telemetry};
+use request_id::RequestId;
 
 /// How many requests the response's connection has carried, this one included: 1 on a new
 /// connection. What explains why a kept-alive client keeps reaching the same pod.

@@ -2,6 +2,7 @@
 //! while the service shuts down, while an operator has disabled it on the admin port, and while
 //! any check the service registered fails (quiz: its database).
 
+pub(crate) mod drills;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
