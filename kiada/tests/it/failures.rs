@@ -1,16 +1,14 @@
 //! When a backend fails: the page still answers, each failure is classified with a hint, and
 //! nothing waits longer than the backend timeout. Also the proxy's whitelist and status mapping.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use axum::http::StatusCode;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::Value;
-use support::*;
 
 async fn page_with_quote_at(quote_url: String) -> (String, Duration) {
     let quiz = serve(quiz("quiz-a", "Still here?")).await;

@@ -2,18 +2,16 @@
 //! resolved to, the address dialled, new or reused connection, the answering pod's node; and
 //! what the client IP and the client's own connection mean.
 
-mod support;
-
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::*;
 use kiada::client_ip::{Cidrs, Networks};
 use kiada::discovery::{Discovered, Source};
 use kit::{App, AppSpec, Identity, Running, ServerConfig};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::Value;
-use support::*;
 
 /// A stand-in quote or quiz served by the shared kit, so it answers with the suite's headers
 /// (`X-Pod-Name`, `X-Node-Name`, `X-Connection-Requests`, …).
@@ -42,8 +40,12 @@ async fn api(url: &str) -> Value {
 
 #[tokio::test]
 async fn a_pooled_connection_is_reported_reused_and_counted() {
-    let quote = kit_backend(support::quote("quote-a", "A tip."), "quote-a", "node-7");
-    let quiz = kit_backend(support::quiz("quiz-a", "Q?"), "quiz-a", "node-9");
+    let quote = kit_backend(
+        crate::support::quote("quote-a", "A tip."),
+        "quote-a",
+        "node-7",
+    );
+    let quiz = kit_backend(crate::support::quiz("quiz-a", "Q?"), "quiz-a", "node-9");
     let kiada = start(config(&format!("{}/quote", quote.url()), &quiz.url())).await;
     let first = api(&kiada.url()).await;
     let second = api(&kiada.url()).await;
@@ -58,7 +60,7 @@ async fn a_pooled_connection_is_reported_reused_and_counted() {
     assert_eq!(second["tip"]["source"], "QUOTE_URL");
     // An IP address in the URL: nothing to resolve.
     assert!(second["tip"].get("resolved").is_none(), "{second}");
-    // kiada's node is node-7 (support::config).
+    // kiada's node is node-7 (crate::support::config).
     assert_eq!(second["tip"]["node"], "node-7");
     assert_eq!(second["tip"]["sameNode"], true);
     assert_eq!(second["question"]["node"], "node-9");
@@ -85,11 +87,11 @@ async fn a_pooled_connection_is_reported_reused_and_counted() {
 async fn without_pooling_every_call_is_a_new_connection_and_spreads() {
     let quotes: Vec<Running> = ["quote-a", "quote-b", "quote-c"]
         .iter()
-        .map(|pod| kit_backend(support::quote(pod, "A tip."), pod, "node-7"))
+        .map(|pod| kit_backend(crate::support::quote(pod, "A tip."), pod, "node-7"))
         .collect();
     let balancer =
         balancer::Balancer::start(0, quotes.iter().map(|q| loopback(q.addr)).collect()).unwrap();
-    let quiz = kit_backend(support::quiz("quiz-a", "Q?"), "quiz-a", "node-7");
+    let quiz = kit_backend(crate::support::quiz("quiz-a", "Q?"), "quiz-a", "node-7");
     let mut config = config(
         &format!("http://127.0.0.1:{}/quote", balancer.addr().port()),
         &quiz.url(),
@@ -106,7 +108,7 @@ async fn without_pooling_every_call_is_a_new_connection_and_spreads() {
     assert_eq!(pods.len(), 3, "{pods:?}");
 
     // With pooling, the kept connection keeps reaching one pod, and its count rises.
-    let mut config = support::config(
+    let mut config = crate::support::config(
         &format!("http://127.0.0.1:{}/quote", balancer.addr().port()),
         &quiz.url(),
     );
@@ -157,8 +159,12 @@ impl Resolve for Names {
 
 #[tokio::test]
 async fn each_discovery_path_is_named_and_names_show_what_they_resolved_to() {
-    let quote = kit_backend(support::quote("quote-a", "A tip."), "quote-a", "node-7");
-    let quiz = kit_backend(support::quiz("quiz-a", "Q?"), "quiz-a", "node-7");
+    let quote = kit_backend(
+        crate::support::quote("quote-a", "A tip."),
+        "quote-a",
+        "node-7",
+    );
+    let quiz = kit_backend(crate::support::quiz("quiz-a", "Q?"), "quiz-a", "node-7");
     let mut config = config("http://unused", "http://unused");
     config.quote = Discovered {
         url: format!("http://quote:{}/quote", quote.addr.port()),
@@ -274,11 +280,11 @@ async fn the_clients_own_connection_is_counted_and_explained() {
 #[tokio::test]
 async fn the_html_page_explains_without_script_and_escapes_backend_text() {
     let quote = kit_backend(
-        support::quote("quote-a", "A tip."),
+        crate::support::quote("quote-a", "A tip."),
         "quote-a",
         "<b>node</b>",
     );
-    let quiz = kit_backend(support::quiz("quiz-a", "Q?"), "quiz-a", "node-7");
+    let quiz = kit_backend(crate::support::quiz("quiz-a", "Q?"), "quiz-a", "node-7");
     let kiada = start(config(&format!("{}/quote", quote.url()), &quiz.url())).await;
     let html = fetch(format!("{}/html", kiada.url()), "text/html")
         .await

@@ -3,15 +3,13 @@
 //! pods, an ExternalName's CNAME, a named port's SRV record, NXDOMAIN for the rest of
 //! cluster.local), and a resolv.conf like a pod's in namespace kiada.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use axum::http::StatusCode;
 use serde_json::Value;
-use support::*;
 
 /// Port 53 it must be: resolv.conf has no port field.
 const ADDRESS: &str = "127.0.0.153";

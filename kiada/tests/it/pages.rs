@@ -1,9 +1,7 @@
 //! kiada's pages and answer flows, over stand-in backends.
 
-mod support;
-
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 #[tokio::test]
 async fn curl_gets_text_browsers_are_redirected_api_clients_get_json() {

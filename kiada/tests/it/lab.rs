@@ -1,14 +1,12 @@
 //! The spread lab over three stand-in quote pods behind the shared per-connection balancer.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use axum::Router;
 use axum::routing::get;
 use balancer::Balancer;
 use serde_json::Value;
-use support::*;
 
 struct Lab {
     _pods: Vec<StandIn>,

@@ -1,11 +1,9 @@
 //! kiada over HTTPS: a self-signed certificate when none is mounted, the mounted one otherwise.
 
-mod support;
-
 use std::path::PathBuf;
 
+use crate::support::*;
 use kiada::TlsConfig;
-use support::*;
 
 #[tokio::test]
 async fn without_a_mounted_certificate_https_uses_a_self_signed_one() {

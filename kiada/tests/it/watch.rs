@@ -1,16 +1,14 @@
 //! `GET /lab/watch` against stand-in quote pods: the two formats, the bounds, the budget it
 //! shares with the spread lab, and a client going away.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use axum::Router;
 use axum::routing::get;
 use serde_json::Value;
-use support::*;
 
 /// A quote pod that counts the calls it answers.
 fn counted(pod: &'static str, calls: Arc<AtomicUsize>) -> Router {

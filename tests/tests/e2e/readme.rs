@@ -6,7 +6,7 @@ use std::process::Command;
 /// flag → (env, default) as a table or `--help` states them.
 type Flags = BTreeMap<String, (Option<String>, Option<String>)>;
 
-const README: &str = include_str!("../../README.md");
+const README: &str = include_str!("../../../README.md");
 
 /// The flag rows (`| --flag | ENV | default | meaning |`) of the README section titled `title`.
 fn readme_flags(title: &str) -> Flags {
@@ -119,7 +119,7 @@ fn suite_flags_are_documented() {
 // ---------------------------------------------------------------------------------------------
 // Commands in the README and the lab guide name objects that exist.
 
-const GUIDE: &str = include_str!("../../docs/services-lab.md");
+const GUIDE: &str = include_str!("../../../docs/services-lab.md");
 
 /// What the manifests (suite and experiments) and the kind configurations define, as far as a
 /// command can name it.

@@ -1,16 +1,14 @@
 //! What a hostile client or backend can try against kiada: silent TLS connections, the labs
 //! as a connection generator, huge backend answers, bodies on any route, a forged Host header.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use kiada::TlsConfig;
 use serde_json::Value;
-use support::*;
 
 #[tokio::test]
 async fn tls_connections_without_a_request_are_closed() {

@@ -1,13 +1,11 @@
 //! kiada's backend metrics, request-id forwarding and release badge.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::routing::get;
-use support::*;
 
 #[tokio::test]
 async fn backend_calls_are_counted_by_service_outcome_and_pod() {

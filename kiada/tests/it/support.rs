@@ -1,6 +1,5 @@
 //! Stand-in backends for kiada's tests: real HTTP servers on loopback, port 0, whose answers the
 //! test decides.
-#![allow(dead_code)]
 
 use std::time::Duration;
 

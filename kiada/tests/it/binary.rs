@@ -1,13 +1,11 @@
 //! The real `kiada` binary: the status message from stdin, and backend discovery from the
 //! environment Kubernetes sets.
 
-mod support;
-
 use std::io::Write;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use testkit::Process;
 
 const KIADA: &str = env!("CARGO_BIN_EXE_kiada");

@@ -1,0 +1,4 @@
+//! quote through real HTTP, and the real binary as a process.
+
+mod api;
+mod binary;
