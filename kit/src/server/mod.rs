@@ -29,11 +29,9 @@ use crate::health::drills::Faults;
 use crate::metrics::{self, Exposition, HttpMetrics};
 use crate::observe::{ObserveLayer, PodState};
 use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig};
-use header_timer::HeaderTimer;
 
 mod admin;
 mod conn;
-mod header_timer;
 
 pub use conn::Connection;
 use conn::{Shared, Transport, accept_loop};
@@ -338,7 +336,9 @@ fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
         // Headers and a small body leave in one write(2): cheaper than a vectored write for
         // the few hundred bytes these services answer with.
         .writev(false)
-        .timer(HeaderTimer::start())
+        // hyper-util's timer: a hand-written one keyed on hyper's internals measured no
+        // faster (quote /quote, 114.6k against 115.1k req/s, three alternating runs).
+        .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_read_timeout);
     builder.http2().max_header_list_size(HEADER_LIMIT as u32);
     builder
