@@ -170,11 +170,13 @@ where
             .get(request_id::HEADER)
             .and_then(RequestId::from_header)
             .unwrap_or_default();
-        let client = ClientIp::from_extensions(request.extensions());
-        let connection_requests = request
-            .extensions()
-            .get::<crate::Connection>()
-            .map(|c| c.request);
+        // One look-up for both: the extensions are a map searched on every `get`.
+        let connection = request.extensions().get::<crate::Connection>().copied();
+        let client = match connection {
+            Some(c) => ClientIp::from_socket(c.peer),
+            None => ClientIp::from_extensions(request.extensions()),
+        };
+        let connection_requests = connection.map(|c| c.request);
         let record = Record {
             started,
             // Cheap clones: the method is an enum, the URI shares the request's buffer.
