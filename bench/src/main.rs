@@ -5,6 +5,7 @@
 //! quiz runs on SQLite and, where Debian's `postgresql` package is installed, on a throw-away
 //! PostgreSQL server too.
 
+mod compare;
 mod procs;
 mod report;
 mod wrk;
@@ -37,6 +38,13 @@ struct Args {
     /// Where to write the report [default: BENCHMARKS.md, or target/bench-smoke.md with --smoke]
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Instead of the report: this build (A) against the build of a git revision (B), quote
+    /// /quote and kiada /text alternating A B B A, and the median ratio B ÷ A
+    #[arg(long, value_name = "REV")]
+    compare: Option<String>,
+    /// Rounds of A and B with --compare
+    #[arg(long, default_value_t = 5, requires = "compare")]
+    rounds: usize,
 }
 
 const SERVICES: [&str; 3] = ["quote", "quiz", "kiada"];
@@ -53,6 +61,21 @@ fn main() -> ExitCode {
         }
     }
     build_binaries();
+    if let Some(rev) = &args.compare {
+        let other = compare::build(rev);
+        let scratch = tempfile::tempdir().expect("a scratch directory");
+        let warm_up = Duration::from_secs(if args.smoke { 0 } else { 2 });
+        let rounds = if args.smoke { 1 } else { args.rounds.max(1) };
+        compare::run(
+            &other,
+            rounds,
+            scratch.path(),
+            duration,
+            connections,
+            warm_up,
+        );
+        return ExitCode::SUCCESS;
+    }
     let scratch = tempfile::tempdir().expect("a scratch directory");
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the balancer");
     let _guard = runtime.enter();

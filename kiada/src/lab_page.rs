@@ -105,7 +105,11 @@ struct LabHtml<'a> {
     max_duration: u64,
 }
 
-pub async fn page(State(state): State<AppState>, Query(query): Query<LabQuery>) -> Response {
+/// The lab page; a template that fails to render is kiada's bug, answered with 500.
+pub async fn page(
+    State(state): State<AppState>,
+    Query(query): Query<LabQuery>,
+) -> Result<Response, Error> {
     let (status, chart, error) = match query.run.as_deref() {
         Some("spread") => {
             let spread = SpreadQuery {
@@ -141,10 +145,7 @@ pub async fn page(State(state): State<AppState>, Query(query): Query<LabQuery>) 
         max_interval: watch::INTERVAL_MS.1,
         max_duration: watch::DURATION_S.1,
     };
-    let body = html
-        .render()
-        .unwrap_or_else(|e| format!("template error: {e}"));
-    crate::routes::html(status, body)
+    Ok(crate::routes::html(status, html.render()?))
 }
 
 fn status_of(error: &Error) -> StatusCode {

@@ -301,8 +301,16 @@ pub struct AnswerHtml<'a> {
     pub version: &'a str,
     pub release: Option<Badge<'a>>,
     pub question: Option<&'a Question>,
-    pub result: Result<&'a AnswerResult, String>,
+    pub result: Answered<'a>,
     pub pod: &'a str,
+}
+
+/// What became of an answer sent through the form.
+pub enum Answered<'a> {
+    /// quiz recorded it and said whether it was right.
+    Recorded(&'a AnswerResult),
+    /// It was refused or never reached quiz; the sentence says why.
+    Failed(String),
 }
 
 /// The text reply to `POST /question/{id}/answers/{index}`: the verdict, then the question's

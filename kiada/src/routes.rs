@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::backend::{Backend, FailureKind};
 use crate::client_ip::ClientClass;
-use crate::render::{AnswerHtml, Badge, Page, RequestInfo, VERSION, answer_text};
+use crate::render::{AnswerHtml, Answered, Badge, Page, RequestInfo, VERSION, answer_text};
 use crate::{AppState, Error, assets, dns_lab, lab, lab_page, watch};
 
 pub fn router(state: AppState) -> Router {
@@ -226,7 +226,7 @@ async fn form_answer(
     State(state): State<AppState>,
     form: Result<Form<AnswerForm>, FormRejection>,
 ) -> Response {
-    let page = |status: StatusCode, question, result: Result<_, String>, pod: &str| {
+    let page = |status: StatusCode, question, result: Answered<'_>, pod: &str| {
         let html = AnswerHtml {
             base: "../",
             version: VERSION,
@@ -244,19 +244,32 @@ async fn form_answer(
         // A body of unknown length over the limit; a declared one never reaches the handler.
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             let message = format!("The request body is larger than {} bytes", kit::BODY_LIMIT);
-            return page(StatusCode::PAYLOAD_TOO_LARGE, None, Err(message), "no pod");
+            return page(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                Answered::Failed(message),
+                "no pod",
+            );
         }
         form => form,
     };
-    let parsed = form.map_err(|e| e.body_text()).and_then(|Form(f)| {
-        let id: u32 = parse_number("questionId", &f.question_id).map_err(|e| e.to_string())?;
-        let index: usize =
-            parse_number("answerIndex", &f.answer_index).map_err(|e| e.to_string())?;
-        Ok((id, index))
-    });
+    let parsed = form
+        .map_err(|e| Error::BadRequest(e.body_text()))
+        .and_then(|Form(f)| {
+            let id: u32 = parse_number("questionId", &f.question_id)?;
+            let index: usize = parse_number("answerIndex", &f.answer_index)?;
+            Ok((id, index))
+        });
     let (id, index) = match parsed {
         Ok(v) => v,
-        Err(message) => return page(StatusCode::BAD_REQUEST, None, Err(message), "no pod"),
+        Err(e) => {
+            return page(
+                StatusCode::BAD_REQUEST,
+                None,
+                Answered::Failed(e.to_string()),
+                "no pod",
+            );
+        }
     };
     let (answer, question) = tokio::join!(
         state.backends.answer(id, index),
@@ -267,7 +280,7 @@ async fn form_answer(
         Ok(result) => page(
             StatusCode::OK,
             question.result.as_ref().ok(),
-            Ok(result),
+            Answered::Recorded(result),
             pod,
         ),
         Err(e) => {
@@ -278,7 +291,7 @@ async fn form_answer(
                 _ => crate::error::gateway_status(e),
             };
             let message = format!("{} ({})", e.message, e.hint());
-            page(status, None, Err(message), pod)
+            page(status, None, Answered::Failed(message), pod)
         }
     }
 }

@@ -88,13 +88,15 @@ impl ServerConfig {
     }
 }
 
+/// A flag's value that is not a number of seconds, as clap reports it.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("'{0}' is not a number of seconds (a decimal number, 0 or more)")]
+pub struct NotSeconds(String);
+
 /// Seconds as a decimal number (`5`, `0.5`), so tests can ask for a short drain.
-pub fn parse_seconds(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is not a valid number of seconds"))
+pub fn parse_seconds(s: &str) -> Result<Duration, NotSeconds> {
+    let secs: f64 = s.trim().parse().map_err(|_| NotSeconds(s.to_owned()))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| NotSeconds(s.to_owned()))
 }
 
 #[cfg(test)]

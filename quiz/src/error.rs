@@ -22,7 +22,7 @@ pub enum Error {
     #[error("the request body is larger than {} bytes", kit::BODY_LIMIT)]
     PayloadTooLarge,
     #[error("the database is unavailable: {0}")]
-    Database(String),
+    Database(#[from] crate::store::StoreError),
 }
 
 impl Error {

@@ -133,13 +133,18 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
     Ok(kit::App::bind(&config.server, &config.identity, service)?)
 }
 
-/// What readiness reports: the health checks speak in plain text.
-fn readiness(check: Result<(), StoreError>) -> Result<(), String> {
-    check.map_err(|e| e.to_string())
+/// The database check's failure as readiness reports it: the store's error in its words, kept
+/// so that the verdict can be shared with the probe and compared with the last one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+struct Unusable(String);
+
+fn readiness(check: Result<(), StoreError>) -> Result<(), Unusable> {
+    check.map_err(|e| Unusable(e.to_string()))
 }
 
 /// Keeps the readiness verdict on the database fresh, so that the probe itself only reads it.
-fn watch_database(store: Store, verdict: Arc<RwLock<Result<(), String>>>) {
+fn watch_database(store: Store, verdict: Arc<RwLock<Result<(), Unusable>>>) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(CHECK_INTERVAL).await;

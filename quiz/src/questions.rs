@@ -36,14 +36,32 @@ pub struct Question {
 pub enum QuestionsError {
     #[error("cannot read questions file: {0}")]
     Read(#[from] kit::file::FileError),
-    #[error("questions file {path} is not valid {format}: {message}")]
-    Parse {
+    #[error("questions file {path} is not valid JSON: {source}")]
+    Json {
         path: PathBuf,
-        format: &'static str,
-        message: String,
+        source: serde_json::Error,
     },
-    #[error("questions file {path}: {problem}")]
-    Invalid { path: PathBuf, problem: String },
+    #[error("questions file {path} is not valid YAML: {source}")]
+    YamlShape {
+        path: PathBuf,
+        source: crate::yaml::YamlError,
+    },
+    #[error("questions file {path} is not valid YAML: {source}")]
+    Yaml {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("questions file {path}: {source}")]
+    Invalid { path: PathBuf, source: Invalid },
+}
+
+/// The first problem [`validate`] found.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("holds no questions")]
+    Empty,
+    #[error("question {id}: {problem}")]
+    Question { id: u32, problem: String },
 }
 
 pub fn bundled() -> Vec<Question> {
@@ -59,33 +77,35 @@ pub fn bundled() -> Vec<Question> {
 /// Reads and validates a questions file: JSON when it ends in `.json`, YAML otherwise.
 pub fn from_file(path: &Path) -> Result<Vec<Question>, QuestionsError> {
     let text = kit::file::read_text(path, kit::file::MAX_FILE_SIZE)?;
-    let parse_error = |format, message: String| QuestionsError::Parse {
-        path: path.to_owned(),
-        format,
-        message,
-    };
+    let path = path.to_owned();
     let questions: Vec<Question> = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| parse_error("JSON", e.to_string()))?
+        serde_json::from_str(&text).map_err(|source| QuestionsError::Json {
+            path: path.clone(),
+            source,
+        })?
     } else {
         // Aliases and deep nesting are refused before serde_yaml_ng builds anything.
-        crate::yaml::check(&text).map_err(|e| parse_error("YAML", e.to_string()))?;
-        serde_yaml_ng::from_str(&text).map_err(|e| parse_error("YAML", e.to_string()))?
+        crate::yaml::check(&text).map_err(|source| QuestionsError::YamlShape {
+            path: path.clone(),
+            source,
+        })?;
+        serde_yaml_ng::from_str(&text).map_err(|source| QuestionsError::Yaml {
+            path: path.clone(),
+            source,
+        })?
     };
-    validate(&questions).map_err(|problem| QuestionsError::Invalid {
-        path: path.to_owned(),
-        problem,
-    })?;
+    validate(&questions).map_err(|source| QuestionsError::Invalid { path, source })?;
     Ok(questions)
 }
 
 /// The first problem found, naming the offending question.
-pub fn validate(questions: &[Question]) -> Result<(), String> {
+pub fn validate(questions: &[Question]) -> Result<(), Invalid> {
     if questions.is_empty() {
-        return Err("holds no questions".into());
+        return Err(Invalid::Empty);
     }
     let mut ids = HashSet::new();
     for q in questions {
-        let fail = |problem: String| Err(format!("question {}: {problem}", q.id));
+        let fail = |problem: String| Err(Invalid::Question { id: q.id, problem });
         if q.id == 0 {
             return fail("id must be a positive integer".into());
         }
@@ -313,7 +333,7 @@ mod tests {
             (vec![], "holds no questions"),
         ];
         for (questions, want) in cases {
-            assert_eq!(validate(&questions), Err(want.to_string()));
+            assert_eq!(validate(&questions).unwrap_err().to_string(), want);
         }
     }
 }

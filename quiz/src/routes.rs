@@ -123,8 +123,7 @@ async fn answer(
             answer_index,
             correct,
         })
-        .await
-        .map_err(|e| Error::Database(e.to_string()))?;
+        .await?;
     Ok(Json(AnswerResponse {
         question_id: id,
         answer_index,
@@ -140,11 +139,7 @@ async fn question_stats(
     State(state): State<AppState>,
     QuestionId(id): QuestionId,
 ) -> Result<Json<QuestionStats>, Error> {
-    let stats = state
-        .store
-        .question_stats(id)
-        .await
-        .map_err(|e| Error::Database(e.to_string()))?;
+    let stats = state.store.question_stats(id).await?;
     stats.map(Json).ok_or(Error::QuestionNotFound(id))
 }
 
@@ -158,11 +153,7 @@ struct Totals {
 }
 
 async fn stats(State(state): State<AppState>) -> Result<Json<Totals>, Error> {
-    let questions = state
-        .store
-        .stats()
-        .await
-        .map_err(|e| Error::Database(e.to_string()))?;
+    let questions = state.store.stats().await?;
     let answer_count = questions.iter().map(|q| q.answer_count).sum();
     let correct_count = questions.iter().map(|q| q.correct_count).sum();
     Ok(Json(Totals {

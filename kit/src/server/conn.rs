@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use axum::Router;
@@ -220,24 +220,73 @@ async fn serve<I>(
         .builder
         .serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
-    let mut phase = shared.phase.subscribe();
-    let idle = shared.idle_timeout;
-    let watchdog = tokio::time::sleep_until(accepted + idle);
-    tokio::pin!(watchdog);
+    let orders = Arc::new(Orders::default());
+    let control = watchdog(
+        activity,
+        shared.phase.subscribe(),
+        shared.idle_timeout,
+        orders.clone(),
+    );
+    tokio::pin!(control);
+    // The watchdog's timer and the drain signal wake it through a waker of its own, so it is
+    // polled only when one of them fired, not on every read and write of the connection: the
+    // connection future alone runs per request (bench scenario "quote GET /quote").
+    let wake = Arc::new(ControlWake::default());
+    let control_waker = Waker::from(wake.clone());
+    let mut task_waker: Option<Waker> = None;
+    let mut shutdown_sent = false;
+    let result = std::future::poll_fn(|cx| {
+        if !task_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            wake.set_task(cx.waker());
+            task_waker = Some(cx.waker().clone());
+        }
+        if wake.take() {
+            if control
+                .as_mut()
+                .poll(&mut Context::from_waker(&control_waker))
+                .is_ready()
+            {
+                return Poll::Ready(None);
+            }
+            if orders.shutdown.load(Ordering::Acquire) && !shutdown_sent {
+                conn.as_mut().graceful_shutdown();
+                shutdown_sent = true;
+            }
+        }
+        conn.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    if let Some(Err(err)) = result {
+        tracing::debug!(%peer, "connection ended: {err}");
+    }
+}
+
+/// What the watchdog asks of the connection it watches.
+#[derive(Default)]
+struct Orders {
+    /// Close gracefully: HTTP/1 after the current response, HTTP/2 with GOAWAY.
+    shutdown: AtomicBool,
+}
+
+/// The watchdog of one connection: returns when the connection must be dropped at once, and
+/// sets `orders.shutdown` when it should close gracefully.
+async fn watchdog(
+    activity: Arc<Activity>,
+    mut phase: watch::Receiver<Phase>,
+    idle: Duration,
+    orders: Arc<Orders>,
+) {
+    let timer = tokio::time::sleep_until(activity.base + idle);
+    tokio::pin!(timer);
+    let ask = || orders.shutdown.store(true, Ordering::Release);
     // Set once the connection has been asked to close (idle or draining).
     let mut closing = false;
     let mut watching = true;
     loop {
         tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(%peer, "connection ended: {err}");
-                }
-                return;
-            }
-            _ = &mut watchdog, if watching => match activity.idle_since() {
+            _ = &mut timer, if watching => match activity.idle_since() {
                 // HTTP/1 once a request has come: hyper's header-read timer covers the wait for
-                // every next head, so the watchdog steps aside (and the requests stay cheap).
+                // every next head, so the watchdog steps aside.
                 _ if activity.http1.load(Ordering::Relaxed) => watching = false,
                 Some(since) if since + idle <= Instant::now() => {
                     if closing {
@@ -245,12 +294,12 @@ async fn serve<I>(
                         // that does not acknowledge GOAWAY): drop it.
                         return;
                     }
-                    conn.as_mut().graceful_shutdown();
+                    ask();
                     closing = true;
-                    watchdog.as_mut().reset(Instant::now() + idle);
+                    timer.as_mut().reset(Instant::now() + idle);
                 }
-                Some(since) => watchdog.as_mut().reset(since + idle),
-                None => watchdog.as_mut().reset(Instant::now() + idle),
+                Some(since) => timer.as_mut().reset(since + idle),
+                None => timer.as_mut().reset(Instant::now() + idle),
             },
             changed = phase.changed() => {
                 let now = if changed.is_ok() { *phase.borrow_and_update() } else { Phase::Closed };
@@ -258,13 +307,56 @@ async fn serve<I>(
                     Phase::Serving => {}
                     Phase::Draining => {
                         if !closing {
-                            conn.as_mut().graceful_shutdown();
+                            ask();
                             closing = true;
                         }
                     }
                     Phase::Closed => return,
                 }
             }
+        }
+    }
+}
+
+/// The waker the watchdog's timer and drain signal wake: it marks the watchdog as due and wakes
+/// the connection's task.
+struct ControlWake {
+    due: AtomicBool,
+    task: std::sync::Mutex<Option<Waker>>,
+}
+
+impl Default for ControlWake {
+    fn default() -> Self {
+        // Due at first, so that the first poll arms the timer and the drain signal.
+        ControlWake {
+            due: AtomicBool::new(true),
+            task: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl ControlWake {
+    fn set_task(&self, waker: &Waker) {
+        let mut task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        *task = Some(waker.clone());
+    }
+
+    /// Whether the watchdog is due, clearing the mark.
+    fn take(&self) -> bool {
+        self.due.load(Ordering::Acquire) && self.due.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for ControlWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.due.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(task) = task.as_ref() {
+            task.wake_by_ref();
         }
     }
 }
