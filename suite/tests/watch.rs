@@ -61,6 +61,8 @@ async fn a_disabled_instance_leaves_the_watch_within_a_probe_period() {
     )
     .await;
     let body = tokio::spawn(res.text());
+    // A fixed wait on purpose: the experiment's timeline, quote-2 disabled 2 s into a 6 s
+    // watch, the times asserted below measured against it.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (name, quote_2) = &suite.quotes[1];
     assert_eq!(name, "quote-2");
@@ -159,6 +161,8 @@ async fn an_instance_stopped_without_a_shutdown_delay_costs_failed_calls_until_i
     let (mut quotes, _balancer, kiada) = abrupt_instances().await;
     let (res, zero) = watch(&kiada.url(), "interval_ms=100&duration_s=5").await;
     let body = tokio::spawn(res.text());
+    // A fixed wait on purpose: the experiment's timeline, quote-3 stopped 1.5 s into a 5 s
+    // watch, the times asserted below measured against it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let stopped_at = zero.elapsed().as_secs_f64();
     quotes.remove(2).stop().await.unwrap();

@@ -452,3 +452,22 @@ fn run(command: &mut Command) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Polls `condition` every 20 ms until it holds or `within` has passed, and says whether it
+/// held: what a test waits on instead of a fixed sleep.
+#[must_use]
+pub async fn eventually<F: Future<Output = bool>>(
+    within: Duration,
+    mut condition: impl FnMut() -> F,
+) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

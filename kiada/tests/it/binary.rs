@@ -37,6 +37,14 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+/// Whether the process has a thread named `name` now.
+fn has_thread(pid: u32, name: &str) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .any(|comm| comm.trim_end() == name)
+}
+
 #[tokio::test]
 async fn lines_on_stdin_replace_the_status_message() {
     let s = healthy().await;
@@ -62,21 +70,33 @@ async fn lines_on_stdin_replace_the_status_message() {
 
     // An empty line changes nothing and prints a hint.
     writeln!(kiada.stdin()).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(page(&kiada).await.contains("Canary rollout in progress"));
+    // The hint says the line has been read.
     assert!(
-        kiada
-            .logs()
-            .iter()
-            .any(|l| l.contains("Type a line of text")),
+        eventually(Duration::from_secs(5), || async {
+            kiada
+                .logs()
+                .iter()
+                .any(|l| l.contains("Type a line of text"))
+        })
+        .await,
         "{:?}",
         kiada.logs()
     );
+    assert!(page(&kiada).await.contains("Canary rollout in progress"));
 
     // End of input: the status stays, the process keeps serving and does not spin.
+    let pid = kiada.pid();
+    assert!(has_thread(pid, "status-stdin"));
     kiada.close_stdin();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = cpu_ticks(kiada.pid());
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            !has_thread(pid, "status-stdin")
+        })
+        .await,
+        "the stdin thread is still running after the end of input"
+    );
+    let before = cpu_ticks(pid);
+    // A fixed second on purpose: the CPU the idle process spends in it.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let spent = cpu_ticks(kiada.pid()) - before;
     assert!(spent < 20, "{spent} ticks of CPU in a second of idling");

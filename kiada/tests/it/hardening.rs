@@ -84,7 +84,8 @@ async fn the_labs_have_a_budget_of_new_connections() {
         message.contains("100 new backend connections at once and 20 more each second"),
         "{message}"
     );
-    // One reused connection fits again a moment later (20 new connections a second).
+    // One reused connection fits again a moment later (20 new connections a second). A fixed
+    // wait on purpose: time is what refills the budget.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let reuse = fetch(format!("{url}/lab/spread?n=100&connection=reuse"), "*/*").await;
     assert_eq!(reuse.status(), StatusCode::OK);

@@ -1,5 +1,7 @@
 //! The spread lab over three stand-in quote pods behind the shared per-connection balancer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::support::*;
@@ -135,11 +137,17 @@ async fn the_quiz_service_can_be_sampled_too_and_failures_are_counted() {
 
 #[tokio::test]
 async fn bad_parameters_are_400_and_a_second_run_at_once_is_429() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
     let slow = Router::new().route(
         "/quote",
-        get(|| async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            ([("x-pod-name", "slow-pod")], "slow\n")
+        get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                // Slow on purpose: a run of ten takes a second, time for a second run to ask.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                ([("x-pod-name", "slow-pod")], "slow\n")
+            }
         }),
     );
     let lab = lab(vec![slow]).await;
@@ -154,7 +162,13 @@ async fn bad_parameters_are_400_and_a_second_run_at_once_is_429() {
     }
 
     let first = tokio::spawn(fetch(format!("{url}/lab/spread?n=10"), "*/*"));
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            calls.load(Ordering::SeqCst) > 0
+        })
+        .await,
+        "the first run never called the pod"
+    );
     let second = fetch(format!("{url}/lab/spread?n=1"), "*/*").await;
     assert_eq!(second.status(), 429);
     assert_eq!(first.await.unwrap().status(), 200);

@@ -204,6 +204,8 @@ pub async fn text(url: String) -> String {
     res.text().await.unwrap()
 }
 
+pub use testkit::eventually;
+
 /// A whole HTTP/1.1 response read over TLS from `127.0.0.1:port`, with the TLS version used.
 /// `root_pem` verifies the server's certificate against exactly that one; `None` accepts any
 /// certificate, as `curl -k` does with a self-signed one. (A blocking rustls client: reqwest's

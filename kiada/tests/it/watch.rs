@@ -213,10 +213,20 @@ async fn four_watches_at_once_then_429_and_a_client_that_leaves_stops_its_watch(
     let said = fifth.text().await.unwrap();
     assert!(said.contains("at most 4 watches"), "{said}");
 
-    // Every client goes away: the calls stop within an interval.
+    // Every client goes away: the calls stop, each watch noticing at its next write.
     drop(watches);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            // No call for longer than an interval (100 ms).
+            let before = calls.load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            calls.load(Ordering::SeqCst) == before
+        })
+        .await,
+        "the calls never stopped"
+    );
     let after = calls.load(Ordering::SeqCst);
+    // A fixed wait on purpose: five intervals in which no call may come.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(calls.load(Ordering::SeqCst), after, "calls went on");
     // And their places are free again.
@@ -262,7 +272,8 @@ async fn watches_over_new_connections_draw_on_the_labs_budget_and_skip_calls_whe
         (76..=80).contains(&(throttled + answered)),
         "{throttled} + {answered}"
     );
-    // One reused connection takes a single token for the whole watch.
+    // One reused connection takes a single token for the whole watch. A fixed wait on
+    // purpose: time is what refills the budget (20 tokens a second).
     tokio::time::sleep(Duration::from_millis(200)).await;
     let reused = fetch(
         format!("{base}/lab/watch?interval_ms=100&duration_s=1&connection=reuse"),

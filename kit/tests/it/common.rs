@@ -16,6 +16,7 @@ pub fn routes() -> Router {
         .route(
             "/slow",
             get(|| async {
+                // Slow on purpose: a request still in flight when a test needs one.
                 tokio::time::sleep(Duration::from_millis(800)).await;
                 "done"
             }),
@@ -42,3 +43,5 @@ pub fn start() -> Running {
 pub fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
+
+pub use testkit::eventually;

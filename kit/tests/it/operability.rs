@@ -46,6 +46,7 @@ async fn abandoned_requests_leave_the_in_flight_gauge() {
             break;
         }
         assert!(Instant::now() < deadline, "{m}");
+        // The poll interval.
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     app.stop().await.unwrap();
@@ -225,8 +226,13 @@ async fn fail_after_fails_routes_and_readiness_but_not_liveness() {
     };
     assert_eq!(get("/client").await, StatusCode::OK);
     assert_eq!(get("/healthz/ready").await, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(get("/client").await, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            get("/client").await == StatusCode::INTERNAL_SERVER_ERROR
+        })
+        .await,
+        "application routes still answer after --fail-after expired"
+    );
     let ready = client()
         .get(format!("{}/healthz/ready", app.url()))
         .send()
@@ -286,8 +292,15 @@ async fn every_response_says_the_pods_state() {
 
     // Between SIGTERM and the listener closing, answers still come, saying so.
     let url = app.url();
+    let health = app.health.clone();
     let stopping = tokio::spawn(app.stop());
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            health.is_shutting_down()
+        })
+        .await,
+        "the app never began to shut down"
+    );
     assert_eq!(state(url, "/client").await, "draining");
     stopping.await.unwrap().unwrap();
 }

@@ -302,9 +302,36 @@ async fn stopping_fails_readiness_first_then_finishes_in_flight_requests() {
     let url = app.url();
     let health = app.health.clone();
     let in_flight = tokio::spawn(client().get(format!("{url}/slow")).send());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // In flight: the slow request and the scrape asking.
+    let in_flight_gauge = || async {
+        let m = client()
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.lines()
+            .find_map(|l| {
+                l.strip_prefix("http_requests_in_flight ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            in_flight_gauge().await >= 2.0
+        })
+        .await,
+        "the slow request never reached the server"
+    );
     let stopping = tokio::spawn(app.stop());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        eventually(Duration::from_secs(5), || async { !health.is_ready() }).await,
+        "readiness still holds after stop"
+    );
 
     // During the shutdown delay the listener still answers, but readiness fails.
     assert!(!health.is_ready());

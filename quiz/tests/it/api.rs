@@ -728,7 +728,8 @@ async fn readiness_fails_while_the_database_is_unusable(backend: Backend) {
     );
 
     db.execute("ALTER TABLE answers_moved RENAME TO answers");
-    wait_for(&ready, |(s, _)| *s == StatusCode::OK).await;
+    let (status, reason) = wait_for(&ready, |(s, _)| *s == StatusCode::OK).await;
+    assert_eq!(status, StatusCode::OK, "{reason}");
     quiz.stop().await;
 }
 

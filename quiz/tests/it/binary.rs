@@ -318,7 +318,13 @@ fn the_database_url_is_checked_and_its_password_never_shown() {
         server.port
     );
     let quiz = Process::start(QUIZ, &["--database-url", &url]);
-    std::thread::sleep(Duration::from_millis(200));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !quiz.logs().iter().any(|l| l.contains("postgres:***@")) {
+        if std::time::Instant::now() > deadline {
+            break; // The assertions below say what is missing.
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let logs = quiz.logs().join("\n");
     assert!(logs.contains("postgres:***@127.0.0.1"), "{logs}");
     assert!(!logs.contains("hunter2"), "{logs}");

@@ -170,6 +170,8 @@ async fn quotes_file_replaces_the_tips_and_reloads_on_a_configmap_swap() {
 
     // A bad update keeps the previous tips: never an empty answer.
     cm.update("\n%\n   \n");
+    // A fixed wait on purpose: a refused file changes nothing to poll for. Six reload
+    // intervals (50 ms) for it to be read and refused, then the tips must be the same.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         tips_served(&app, 30).await,

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use testkit::Process;
 
+use crate::eventually;
+
 const QUOTE: &str = env!("CARGO_BIN_EXE_quote");
 
 #[tokio::test]
@@ -23,9 +25,40 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 
     // Delayed 1.5 s: still running when the listener closes, 1 s after SIGTERM.
     let in_flight = tokio::spawn(client.get(format!("{url}/quote")).send());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // In flight: the delayed request and the scrape asking (/metrics is not delayed).
+    let in_flight_gauge = || async {
+        let m = client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.lines()
+            .find_map(|l| {
+                l.strip_prefix("http_requests_in_flight ")?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            in_flight_gauge().await >= 2.0
+        })
+        .await,
+        "the delayed request never reached quote"
+    );
     quote.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            quote.logs().iter().any(|l| l.contains("shutting down"))
+        })
+        .await,
+        "quote never began to shut down: {:?}",
+        quote.logs()
+    );
 
     let probe = client
         .get(format!("{url}/healthz/ready"))

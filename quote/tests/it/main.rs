@@ -2,3 +2,5 @@
 
 mod api;
 mod binary;
+
+pub use testkit::eventually;

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use e2e::{Process, binary, start, text, wait_for_text};
 use serde_json::Value;
 
+use crate::eventually;
+
 struct Lab {
     quote: Process,
     quiz: Process,
@@ -266,19 +268,20 @@ async fn one_request_id_follows_a_request_through_every_log() {
         .await
         .unwrap();
     assert_eq!(res.headers()["x-request-id"], "follow-me-123");
-    // Give the processes a moment to write their lines.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     for (name, process) in [
         ("kiada", &lab.kiada),
         ("quote", &lab.quote),
         ("quiz", &lab.quiz),
     ] {
-        let logged = process.logs().iter().any(|line| {
-            let event: Value = serde_json::from_str(line).unwrap_or_default();
-            event["message"] == "request" && event["request_id"] == "follow-me-123"
-        });
+        let logged = || {
+            process.logs().iter().any(|line| {
+                let event: Value = serde_json::from_str(line).unwrap_or_default();
+                event["message"] == "request" && event["request_id"] == "follow-me-123"
+            })
+        };
+        // The line may still be on its way through the pipe.
         assert!(
-            logged,
+            eventually(Duration::from_secs(5), || async { logged() }).await,
             "{name} did not log the id:\n{}",
             process.logs().join("\n")
         );

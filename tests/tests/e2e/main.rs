@@ -6,3 +6,5 @@ mod chapter;
 mod manifests;
 mod readme;
 mod shutdown;
+
+pub use testkit::eventually;

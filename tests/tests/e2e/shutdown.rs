@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use e2e::{Process, start};
 
+use crate::eventually;
+
 /// Sends a request every 10 ms to `url` until told to stop; counts successes and failures.
 struct Load {
     stop: Arc<AtomicBool>,
@@ -39,6 +41,7 @@ fn load(url: String) -> Load {
                     errors.push(e.to_string());
                 }
             }
+            // Pacing: light load, not a flood.
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         errors
@@ -55,8 +58,17 @@ fn load(url: String) -> Load {
 /// as a Service stops sending once the endpoint is gone.
 async fn drain_under_load(mut process: Process, path: &str) {
     let load = load(format!("{}{path}", process.url()));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            load.ok.load(Ordering::Relaxed) >= 10
+        })
+        .await,
+        "no load before SIGTERM: {} failed",
+        load.failed.load(Ordering::Relaxed)
+    );
     process.signal("TERM");
+    // A fixed wait on purpose: load through most of the 1 s shutdown delay, stopping before the
+    // listener closes.
     tokio::time::sleep(Duration::from_millis(700)).await;
     load.stop.store(true, Ordering::Relaxed);
     let errors = load.task.await.unwrap();
@@ -224,9 +236,34 @@ async fn a_sigtermed_pod_says_draining_while_it_still_answers_and_the_watch_show
         "{}/lab/watch?interval_ms=100&duration_s=3",
         kiada.url()
     )));
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The watch has had answers from the ready pod: two /quote calls beside the one above.
+    let metrics = format!("{}/metrics", quote.url());
+    let quote_calls = || async {
+        let m = e2e::text(metrics.clone()).await;
+        m.lines()
+            .find_map(|l| {
+                l.strip_prefix(r#"http_requests_total{method="GET",route="/quote",status="200"} "#)?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            quote_calls().await >= 3.0
+        })
+        .await,
+        "the watch never reached quote"
+    );
     quote.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            quote.logs().iter().any(|l| l.contains("shutting down"))
+        })
+        .await,
+        "quote never began to shut down: {:?}",
+        quote.logs()
+    );
     let during = e2e::get(format!("{}/quote", quote.url())).await;
     assert_eq!(
         during.status(),
