@@ -1,42 +1,51 @@
 //! Where log lines go: stdout, in batches.
 //!
-//! A line is formatted into a scratch buffer of its thread, then appended to one shared buffer
-//! under a lock held for a copy. A writer thread empties that buffer to stdout soon after a
-//! line arrives (at once when the service is quiet, then at most every [`BATCH_WINDOW`]), so
-//! under load thousands of lines leave in one write, and lines keep the order they were logged
-//! in. When stdout cannot keep up and the buffer passes [`BACKPRESSURE`], the thread that
-//! logs writes the batch out itself and waits for the write: lines are never dropped.
+//! Each thread that logs formats its lines straight into a buffer of its own, behind a lock
+//! only the writer thread ever contends for. A writer thread empties every thread's buffer to
+//! stdout soon after a line arrives (at once when the service is quiet, then at most every
+//! [`BATCH_WINDOW`]), so under load thousands of lines leave in one write. A thread whose
+//! buffer passes [`THREAD_BATCH`] writes it out itself and waits for the write, which is how a
+//! stdout that cannot keep up slows the loggers down: lines are never dropped. Each thread's
+//! lines keep their order; lines of different threads logged within one batch window may leave
+//! grouped by thread rather than interleaved by time.
 //!
 //! A queue per line to a writer thread (tracing-appender) costs an allocation, a channel send and
 //! often a futex wake-up per line; on a busy two-core node that was a fifth of quote's CPU time.
+//! One buffer shared by all threads moved its lock and its lines between the cores on every line
+//! (bench scenario "quote GET /quote").
 
-use std::cell::RefCell;
+use std::cell::OnceCell;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::Duration;
 
 /// How long the writer thread waits after a write for more lines to batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(20);
-/// Beyond this many bytes waiting, the thread that logs writes them out itself.
-const BACKPRESSURE: usize = 256 * 1024;
+/// Beyond this many bytes waiting in its buffer, a thread writes them out itself.
+const THREAD_BATCH: usize = 64 * 1024;
+
+/// One thread's lines not yet written.
+type Buffer = Arc<Mutex<Vec<u8>>>;
 
 struct Sink {
-    waiting: Mutex<Vec<u8>>,
+    /// The buffer of every thread that has logged, in the order they first did.
+    buffers: Mutex<Vec<Buffer>>,
     /// Set by the first line after a flush, so the writer thread is woken once per batch.
     pending: AtomicBool,
     /// The writer thread, once started.
     writer: OnceLock<Thread>,
-    /// The batch being written (empty in between, its capacity kept) and where it goes; held
-    /// while writing, so batches leave in the order they were taken.
+    /// The batch being written (empty in between, its capacity kept) and where it goes. Lines
+    /// are taken from the buffers only under this lock, so one thread's batches leave in order.
     out: Mutex<(Vec<u8>, Box<dyn Write + Send>)>,
 }
 
 static SINK: OnceLock<&'static Sink> = OnceLock::new();
 
 thread_local! {
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// This thread's buffer in the service's sink, once it has logged.
+    static MINE: OnceCell<Buffer> = const { OnceCell::new() };
 }
 
 /// Starts the writer thread; lines written before this are printed directly.
@@ -46,17 +55,17 @@ pub(crate) fn start() {
 
 /// Appends one line (or a few), formatted by `fill`.
 pub(crate) fn write_line(fill: impl FnOnce(&mut Vec<u8>)) {
-    SCRATCH.with(|scratch| {
-        let mut scratch = scratch.borrow_mut();
-        scratch.clear();
-        fill(&mut scratch);
-        match SINK.get() {
-            Some(sink) => sink.append(scratch.as_slice()),
-            None => {
-                let _ = std::io::stdout().lock().write_all(&scratch);
-            }
+    match SINK.get() {
+        Some(sink) => MINE.with(|mine| {
+            let buffer = mine.get_or_init(|| sink.register());
+            sink.append(buffer, fill);
+        }),
+        None => {
+            let mut line = Vec::new();
+            fill(&mut line);
+            let _ = std::io::stdout().lock().write_all(&line);
         }
-    });
+    }
 }
 
 /// For `tracing`: every event is one line, appended like the request lines.
@@ -95,7 +104,7 @@ impl Sink {
     /// (the service's sink is made once).
     fn start(output: Box<dyn Write + Send>) -> &'static Sink {
         let sink: &'static Sink = Box::leak(Box::new(Sink {
-            waiting: Mutex::new(Vec::with_capacity(16 * 1024)),
+            buffers: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
             writer: OnceLock::new(),
             out: Mutex::new((Vec::with_capacity(16 * 1024), output)),
@@ -108,11 +117,18 @@ impl Sink {
         sink
     }
 
-    fn append(&self, line: &[u8]) {
-        let mut waiting = lock(&self.waiting);
-        waiting.extend_from_slice(line);
-        let full = waiting.len() >= BACKPRESSURE;
-        drop(waiting);
+    /// A buffer for a thread that logs for the first time.
+    fn register(&self) -> Buffer {
+        let buffer = Buffer::default();
+        lock(&self.buffers).push(buffer.clone());
+        buffer
+    }
+
+    fn append(&self, buffer: &Buffer, fill: impl FnOnce(&mut Vec<u8>)) {
+        let mut lines = lock(buffer);
+        fill(&mut lines);
+        let full = lines.len() >= THREAD_BATCH;
+        drop(lines);
         if full {
             self.flush();
         } else if !self.pending.load(Ordering::Relaxed)
@@ -126,11 +142,25 @@ impl Sink {
         }
     }
 
+    /// Takes every thread's lines, in the order the threads first logged, and writes them.
     fn flush(&self) {
         let mut out = lock(&self.out);
         let (batch, output) = &mut *out;
         self.pending.store(false, Ordering::Release);
-        std::mem::swap(&mut *lock(&self.waiting), batch);
+        let mut buffers = lock(&self.buffers);
+        for buffer in buffers.iter() {
+            let mut lines = lock(buffer);
+            if batch.is_empty() {
+                // The thread keeps the emptied batch's capacity.
+                std::mem::swap(&mut *lines, batch);
+            } else {
+                batch.extend_from_slice(&lines);
+                lines.clear();
+            }
+        }
+        // A thread that has ended holds its buffer no more; once empty, it goes.
+        buffers.retain(|buffer| Arc::strong_count(buffer) > 1 || !lock(buffer).is_empty());
+        drop(buffers);
         if !batch.is_empty() {
             // Nowhere left to report a failed write to; the lines are lost either way.
             let _ = output.write_all(batch).and_then(|()| output.flush());
@@ -207,8 +237,11 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 std::thread::spawn(move || {
+                    let mine = sink.register();
                     for i in 0..2000 {
-                        sink.append(format!("thread {t} line {i}\n").as_bytes());
+                        sink.append(&mine, |b| {
+                            b.extend_from_slice(format!("thread {t} line {i}\n").as_bytes())
+                        });
                     }
                 })
             })
@@ -237,16 +270,17 @@ mod tests {
             ..Recorder::default()
         };
         let sink = Sink::start(Box::new(out.clone()));
+        let mine = sink.register();
         let line = [b'x'; 1023];
         let mut line = line.to_vec();
         line.push(b'\n');
-        // Four times the back-pressure mark, faster than the output takes it.
-        let lines = 4 * BACKPRESSURE / line.len();
+        // Four times a thread's batch, faster than the output takes it.
+        let lines = 4 * THREAD_BATCH / line.len();
         for _ in 0..lines {
-            sink.append(&line);
+            sink.append(&mine, |b| b.extend_from_slice(&line));
             assert!(
-                lock(&sink.waiting).len() < BACKPRESSURE + line.len(),
-                "the buffer grew past the back-pressure mark"
+                lock(&mine).len() < THREAD_BATCH + line.len(),
+                "the buffer grew past a thread's batch"
             );
         }
         sink.flush();
@@ -258,8 +292,27 @@ mod tests {
         let out = Recorder::default();
         let sink = Sink::start(Box::new(out.clone()));
         // Not started through `append`, so the writer thread is not woken.
-        lock(&sink.waiting).extend_from_slice(b"last words\n");
+        lock(&sink.register()).extend_from_slice(b"last words\n");
         sink.flush();
         assert_eq!(out.text(), "last words\n");
+    }
+
+    #[test]
+    fn the_lines_of_a_thread_that_ended_are_written_and_its_buffer_goes() {
+        let out = Recorder::default();
+        let sink = Sink::start(Box::new(out.clone()));
+        let kept = sink.register();
+        std::thread::spawn(move || {
+            let mine = sink.register();
+            // Not woken: only the flush below writes it.
+            lock(&mine).extend_from_slice(b"from a short-lived thread\n");
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lock(&sink.buffers).len(), 2);
+        sink.flush();
+        assert_eq!(out.text(), "from a short-lived thread\n");
+        assert_eq!(lock(&sink.buffers).len(), 1);
+        assert!(Arc::ptr_eq(&lock(&sink.buffers)[0], &kept));
     }
 }
