@@ -6,8 +6,9 @@
 //! [`BATCH_WINDOW`]), so under load thousands of lines leave in one write. A thread whose
 //! buffer passes [`THREAD_BATCH`] writes it out itself and waits for the write, which is how a
 //! stdout that cannot keep up slows the loggers down: lines are never dropped. Each thread's
-//! lines keep their order; lines of different threads logged within one batch window may leave
-//! grouped by thread rather than interleaved by time.
+//! lines keep their order, and the threads' batches leave in the order their first lines were
+//! logged; lines of different threads logged within one batch window may leave grouped by
+//! thread rather than interleaved by time.
 //!
 //! A queue per line to a writer thread (tracing-appender) costs an allocation, a channel send and
 //! often a futex wake-up per line; on a busy two-core node that was a fifth of quote's CPU time.
@@ -16,7 +17,7 @@
 
 use std::cell::OnceCell;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::Duration;
@@ -27,13 +28,22 @@ const BATCH_WINDOW: Duration = Duration::from_millis(20);
 const THREAD_BATCH: usize = 64 * 1024;
 
 /// One thread's lines not yet written.
-type Buffer = Arc<Mutex<Vec<u8>>>;
+type Buffer = Arc<Mutex<Batch>>;
+
+#[derive(Default)]
+struct Batch {
+    lines: Vec<u8>,
+    /// When its first line was logged, in the sink's own count: batches leave in this order.
+    first: u64,
+}
 
 struct Sink {
     /// The buffer of every thread that has logged, in the order they first did.
     buffers: Mutex<Vec<Buffer>>,
     /// Set by the first line after a flush, so the writer thread is woken once per batch.
     pending: AtomicBool,
+    /// Counts the batches begun, to order them.
+    begun: AtomicU64,
     /// The writer thread, once started.
     writer: OnceLock<Thread>,
     /// The batch being written (empty in between, its capacity kept) and where it goes. Lines
@@ -106,6 +116,7 @@ impl Sink {
         let sink: &'static Sink = Box::leak(Box::new(Sink {
             buffers: Mutex::new(Vec::new()),
             pending: AtomicBool::new(false),
+            begun: AtomicU64::new(0),
             writer: OnceLock::new(),
             out: Mutex::new((Vec::with_capacity(16 * 1024), output)),
         }));
@@ -125,10 +136,13 @@ impl Sink {
     }
 
     fn append(&self, buffer: &Buffer, fill: impl FnOnce(&mut Vec<u8>)) {
-        let mut lines = lock(buffer);
-        fill(&mut lines);
-        let full = lines.len() >= THREAD_BATCH;
-        drop(lines);
+        let mut batch = lock(buffer);
+        if batch.lines.is_empty() {
+            batch.first = self.begun.fetch_add(1, Ordering::Relaxed);
+        }
+        fill(&mut batch.lines);
+        let full = batch.lines.len() >= THREAD_BATCH;
+        drop(batch);
         if full {
             self.flush();
         } else if !self.pending.load(Ordering::Relaxed)
@@ -142,25 +156,27 @@ impl Sink {
         }
     }
 
-    /// Takes every thread's lines, in the order the threads first logged, and writes them.
+    /// Takes every thread's lines, the batch begun first leaving first, and writes them.
     fn flush(&self) {
         let mut out = lock(&self.out);
         let (batch, output) = &mut *out;
         self.pending.store(false, Ordering::Release);
         let mut buffers = lock(&self.buffers);
-        for buffer in buffers.iter() {
-            let mut lines = lock(buffer);
-            if batch.is_empty() {
-                // The thread keeps the emptied batch's capacity.
-                std::mem::swap(&mut *lines, batch);
-            } else {
-                batch.extend_from_slice(&lines);
-                lines.clear();
-            }
-        }
-        // A thread that has ended holds its buffer no more; once empty, it goes.
-        buffers.retain(|buffer| Arc::strong_count(buffer) > 1 || !lock(buffer).is_empty());
+        let mut taken: Vec<(u64, Vec<u8>)> = buffers
+            .iter()
+            .filter_map(|buffer| {
+                let mut waiting = lock(buffer);
+                let lines = std::mem::take(&mut waiting.lines);
+                (!lines.is_empty()).then_some((waiting.first, lines))
+            })
+            .collect();
+        // A thread that has ended holds its buffer no more; emptied, it goes.
+        buffers.retain(|buffer| Arc::strong_count(buffer) > 1);
         drop(buffers);
+        taken.sort_unstable_by_key(|(first, _)| *first);
+        for (_, lines) in &taken {
+            batch.extend_from_slice(lines);
+        }
         if !batch.is_empty() {
             // Nowhere left to report a failed write to; the lines are lost either way.
             let _ = output.write_all(batch).and_then(|()| output.flush());
@@ -279,7 +295,7 @@ mod tests {
         for _ in 0..lines {
             sink.append(&mine, |b| b.extend_from_slice(&line));
             assert!(
-                lock(&mine).len() < THREAD_BATCH + line.len(),
+                lock(&mine).lines.len() < THREAD_BATCH + line.len(),
                 "the buffer grew past a thread's batch"
             );
         }
@@ -292,9 +308,29 @@ mod tests {
         let out = Recorder::default();
         let sink = Sink::start(Box::new(out.clone()));
         // Not started through `append`, so the writer thread is not woken.
-        lock(&sink.register()).extend_from_slice(b"last words\n");
+        lock(&sink.register())
+            .lines
+            .extend_from_slice(b"last words\n");
         sink.flush();
         assert_eq!(out.text(), "last words\n");
+    }
+
+    /// The line a service logs last (`stopped`, from its main thread) leaves last, although
+    /// that thread logged before the others did.
+    #[test]
+    fn batches_leave_in_the_order_they_began() {
+        let out = Recorder::default();
+        let sink = Sink::start(Box::new(out.clone()));
+        let main = sink.register();
+        let workers: Vec<Buffer> = (0..3).map(|_| sink.register()).collect();
+        for (i, worker) in workers.iter().enumerate().rev() {
+            sink.append(worker, |b| {
+                b.extend_from_slice(format!("request {i}\n").as_bytes())
+            });
+        }
+        sink.append(&main, |b| b.extend_from_slice(b"stopped\n"));
+        sink.flush();
+        assert_eq!(out.text(), "request 2\nrequest 1\nrequest 0\nstopped\n");
     }
 
     #[test]
@@ -305,7 +341,9 @@ mod tests {
         std::thread::spawn(move || {
             let mine = sink.register();
             // Not woken: only the flush below writes it.
-            lock(&mine).extend_from_slice(b"from a short-lived thread\n");
+            lock(&mine)
+                .lines
+                .extend_from_slice(b"from a short-lived thread\n");
         })
         .join()
         .unwrap();
