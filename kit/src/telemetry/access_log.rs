@@ -123,14 +123,12 @@ impl Visit for TextFields<'_> {
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.name(field);
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        push_integer(self.out, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.name(field);
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        push_integer(self.out, value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -173,14 +171,12 @@ impl Visit for JsonFields<'_> {
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         self.name(field);
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        push_integer(self.out, value);
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         self.name(field);
-        self.out
-            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        push_integer(self.out, value);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
@@ -267,6 +263,10 @@ fn push_f64(out: &mut Vec<u8>, value: f64, style: Style) {
         Style::Debug => write!(out, "{value:?}"),
         Style::Json => serde_json::to_writer(&mut *out, &value).map_err(std::io::Error::other),
     };
+}
+
+fn push_integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 fn push_padded(out: &mut Vec<u8>, value: u32, width: usize) {
