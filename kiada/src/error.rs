@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::backend::{Backend, BackendError, FailureKind};
+use crate::backends::{Backend, BackendError, FailureKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -16,23 +16,23 @@ pub enum Error {
     #[error("a lab run is already in progress on this pod; try again when it ends")]
     LabBusy,
     #[error(
-        "the labs may open {} new backend connections at once and {} more each second; \
-         this run needs {needed}: try again in {retry_after_s} s",
-        crate::lab::CONNECTION_BURST,
-        crate::lab::CONNECTIONS_PER_SECOND
+        "the labs may open {burst} new backend connections at once and {per_second} more each \
+         second; this run needs {needed}: try again in {retry_after_s} s"
     )]
-    LabRate { needed: u32, retry_after_s: u64 },
+    LabRate {
+        needed: u32,
+        retry_after_s: u64,
+        burst: u32,
+        per_second: u32,
+    },
     /// A page template failed: kiada's own bug, never the client's.
     #[error("the page could not be rendered: {0}")]
     Template(#[from] askama::Error),
     /// A lab could not run for a reason on this pod's side.
     #[error("{0}")]
     Lab(String),
-    #[error(
-        "at most {} watches run at once on one kiada pod; try again when one ends",
-        crate::lab::MAX_WATCHES
-    )]
-    WatchLimit,
+    #[error("at most {max} watches run at once on one kiada pod; try again when one ends")]
+    WatchLimit { max: usize },
     /// A backend failed while relaying for the page's script.
     #[error("the {} service failed: {}", service.name(), error.message)]
     Proxy {
@@ -59,7 +59,7 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         match &self {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, format!("{self}\n")).into_response(),
-            Error::LabBusy | Error::WatchLimit => {
+            Error::LabBusy | Error::WatchLimit { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, format!("{self}\n")).into_response()
             }
             Error::LabRate { retry_after_s, .. } => (

@@ -2,35 +2,36 @@
 //! the quote service, a question from the quiz service, which pod answered each, and who served
 //! the page.
 
-mod assets;
-pub mod backend;
-pub mod client_ip;
-pub mod colour;
-pub mod discovery;
-pub mod dns_lab;
+//!
+//! Its rooms, each a folder whose `mod.rs` says what it holds and what it may use:
+//! - [`backends`]: finding quote and quiz, calling them, explaining each call (uses no room);
+//! - [`page`]: the page a visitor sees, answering, the script's proxy (uses backends, view);
+//! - [`labs`]: the experiments under `/lab` and their limits (uses backends, view);
+//! - [`view`]: what the pages and labs show alike: HTML headers, badge, colours, static files.
+//!
+//! Beside them: `error` (kiada's error, answered as a response), `tls` (the HTTPS certificate),
+//! `wrap` (text for curl), and here the configuration and the wiring of the rooms' routes.
+
+pub mod backends;
 mod error;
-pub mod hop;
-pub mod lab;
-mod lab_page;
-pub mod render;
-pub mod routes;
-pub mod status;
+pub mod labs;
+pub mod page;
 pub mod tls;
-pub mod watch;
+pub mod view;
+mod wrap;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backend::Backends;
-pub use discovery::{Discovered, ServiceEnv, Source};
+pub use backends::{Backends, Discovered, ServiceEnv, Source};
 pub use error::Error;
-pub use status::Status;
+pub use page::Status;
 pub use tls::TlsConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Url(#[from] backend::BadUrl),
+    Url(#[from] backends::BadUrl),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
@@ -47,7 +48,7 @@ pub struct Config {
     pub quiz: Discovered,
     /// Each backend call's time limit.
     pub backend_timeout: Duration,
-    /// How long idle backend connections are kept (see `backend.rs`); zero: none are.
+    /// How long idle backend connections are kept (see `backends/client.rs`); zero: none are.
     pub backend_pool_idle: Duration,
     pub status: Status,
     /// The HTTPS listener; `None` serves HTTP only.
@@ -55,7 +56,7 @@ pub struct Config {
     /// Replaces the system resolver for backend calls (tests).
     pub resolver: Option<Arc<dyn reqwest::dns::Resolve>>,
     /// Pod and node address ranges, to classify client IPs.
-    pub networks: client_ip::Networks,
+    pub networks: page::client_ip::Networks,
     /// The resolver configuration the DNS lab reads.
     pub resolv_conf: std::path::PathBuf,
 }
@@ -74,24 +75,13 @@ impl Config {
             quiz: explicit(quiz_url),
             backend_timeout: Duration::from_secs(2),
             backend_pool_idle: Duration::from_secs(1),
-            status: Status::new(status::DEFAULT),
+            status: Status::new(page::status::DEFAULT),
             tls: None,
             resolver: None,
-            networks: client_ip::Networks::default(),
-            resolv_conf: dns_lab::RESOLV_CONF.into(),
+            networks: page::client_ip::Networks::default(),
+            resolv_conf: labs::dns::RESOLV_CONF.into(),
         }
     }
-}
-
-#[derive(Clone)]
-pub struct AppState {
-    pub backends: Backends,
-    pub identity: Arc<kit::Identity>,
-    pub status: Status,
-    /// What bounds the labs: one run at a time, a budget of new backend connections.
-    pub labs: Arc<lab::Limits>,
-    pub networks: Arc<client_ip::Networks>,
-    pub resolv_conf: Arc<std::path::PathBuf>,
 }
 
 /// Binds the listeners (HTTPS too, unless disabled). Readiness does not depend on the
@@ -101,26 +91,31 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         tracing::info!(service, url = %found.url, source = %found.source, "backend");
     }
     let mut metrics = prometheus_client::registry::Registry::default();
-    let backends = Backends::new(backend::BackendsConfig {
+    let backends = Backends::new(backends::BackendsConfig {
         quote: config.quote.clone(),
         quiz: config.quiz.clone(),
         timeout: config.backend_timeout,
         pool_idle: config.backend_pool_idle,
         resolver: config.resolver.clone(),
-        metrics: backend::BackendMetrics::register(&mut metrics),
+        metrics: backends::BackendMetrics::register(&mut metrics),
     })?;
-    let state = AppState {
-        backends,
-        identity: Arc::new(config.identity.clone()),
+    let identity = Arc::new(config.identity.clone());
+    let page = page::PageState {
+        backends: backends.clone(),
+        identity: identity.clone(),
         status: config.status.clone(),
-        labs: Arc::new(lab::Limits::new()),
         networks: Arc::new(config.networks.clone()),
+    };
+    let labs = labs::LabState {
+        backends,
+        identity,
+        limits: Arc::new(labs::Limits::new()),
         resolv_conf: Arc::new(config.resolv_conf.clone()),
     };
     let service = kit::AppSpec {
         metrics,
         errors: kit::ErrorFormat::JsonUnder("/proxy/"),
-        ..kit::AppSpec::new("kiada", routes::router(state))
+        ..kit::AppSpec::new("kiada", router(page, labs))
     };
     let mut app = kit::App::bind(&config.server, &config.identity, service)?;
     if let Some(tls) = &config.tls {
@@ -131,4 +126,14 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         app.add_tls(tls.port, tls::server_config(tls, &names)?)?;
     }
     Ok(app)
+}
+
+/// Every route of kiada: the page's, the labs', the static files; 404 in text for the rest.
+pub fn router(page: page::PageState, labs: labs::LabState) -> axum::Router {
+    use axum::routing::get;
+    page::router(page)
+        .merge(labs::router(labs))
+        .route("/static/{file}", get(view::assets::file))
+        .route("/favicon.ico", get(view::assets::favicon))
+        .fallback(kit::not_found)
 }

@@ -3,7 +3,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use kiada::{ServiceEnv, discovery};
+use kiada::ServiceEnv;
+use kiada::backends::discovery;
 
 /// kiada, the front end: text and HTML pages over the quote and quiz services.
 #[derive(Parser)]
@@ -31,7 +32,7 @@ struct Cli {
     )]
     backend_pool_idle_ms: u64,
     /// Status message shown on the pages until a line on stdin replaces it
-    #[arg(long, env = "INITIAL_STATUS_MESSAGE", value_name = "TEXT", default_value = kiada::status::DEFAULT)]
+    #[arg(long, env = "INITIAL_STATUS_MESSAGE", value_name = "TEXT", default_value = kiada::page::status::DEFAULT)]
     initial_status_message: String,
     /// HTTPS port (0 picks a free port)
     #[arg(long, env = "TLS_PORT", default_value_t = 8443)]
@@ -57,12 +58,12 @@ struct Cli {
     tls_key: PathBuf,
     /// Pod address ranges, comma-separated (IPv4 and IPv6), to say what the client IP is
     #[arg(long, env = "POD_CIDRS", value_name = "CIDRS")]
-    pod_cidrs: Option<kiada::client_ip::Cidrs>,
+    pod_cidrs: Option<kiada::page::client_ip::Cidrs>,
     /// Node address ranges, comma-separated (IPv4 and IPv6), to say what the client IP is
     #[arg(long, env = "NODE_CIDRS", value_name = "CIDRS")]
-    node_cidrs: Option<kiada::client_ip::Cidrs>,
+    node_cidrs: Option<kiada::page::client_ip::Cidrs>,
     /// Resolver configuration the DNS lab (/lab/dns) reads
-    #[arg(long, env = "RESOLV_CONF", value_name = "PATH", default_value = kiada::dns_lab::RESOLV_CONF)]
+    #[arg(long, env = "RESOLV_CONF", value_name = "PATH", default_value = kiada::labs::dns::RESOLV_CONF)]
     resolv_conf: PathBuf,
 }
 
@@ -102,7 +103,7 @@ async fn main() -> ExitCode {
             key: cli.tls_key,
         }),
         resolver: None,
-        networks: kiada::client_ip::Networks {
+        networks: kiada::page::client_ip::Networks {
             pods: cli.pod_cidrs.unwrap_or_default().0,
             nodes: cli.node_cidrs.unwrap_or_default().0,
         },

@@ -1,4 +1,4 @@
-// One colour per pod from its name: the same function as kiada/src/colour.rs (32-bit FNV-1a
+// One colour per pod from its name: the same function as kiada/src/view/colour.rs (32-bit FNV-1a
 // of the UTF-8 bytes, mixed with murmur3's finaliser; hue 25 to 334, three lightness levels),
 // so a pod has one colour on every page.
 "use strict";

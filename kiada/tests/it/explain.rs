@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::*;
-use kiada::client_ip::{Cidrs, Networks};
-use kiada::discovery::{Discovered, Source};
+use kiada::backends::discovery::{Discovered, Source};
+use kiada::page::client_ip::{Cidrs, Networks};
 use kit::{App, AppSpec, Identity, Running, ServerConfig};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde_json::Value;

@@ -221,7 +221,7 @@ async fn the_lab_page_draws_the_spread_per_pod_on_the_server() {
     for pod in ["quote-1", "quote-2", "quote-3"] {
         assert!(html.contains(&format!(r#"data-pod="{pod}""#)), "{pod}");
         // The pod's colour, the same function everywhere.
-        assert!(html.contains(&kiada::colour::of(pod)), "{pod}");
+        assert!(html.contains(&kiada::view::colour::of(pod)), "{pod}");
     }
     // Ten each over new connections; all thirty to one pod over the reused one.
     assert_eq!(html.matches(": 10 of 30 over new connections").count(), 3);

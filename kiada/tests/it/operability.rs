@@ -93,7 +93,7 @@ async fn the_release_shows_on_the_pages() {
     assert!(
         page.starts_with(&format!(
             "==== KIADA {} (canary release)",
-            kiada::render::VERSION
+            kiada::view::VERSION
         )),
         "{page}"
     );

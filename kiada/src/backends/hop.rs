@@ -4,74 +4,16 @@
 //! resolver's answer is recorded when it is asked; the rest is in the response), so explaining
 //! a page costs no extra query or connection.
 
-use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
 
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use serde::Serialize;
 
-use crate::backend::Reply;
-use crate::discovery::Source;
-
-/// What the resolver answered for each backend host name, the last time it was asked (when a
-/// connection was opened).
-#[derive(Clone, Default)]
-pub struct Resolutions {
-    seen: Arc<RwLock<HashMap<String, Arc<[IpAddr]>>>>,
-}
-
-/// A handful of backend hosts; a bound all the same.
-const MAX_HOSTS: usize = 64;
-
-impl Resolutions {
-    pub fn get(&self, host: &str) -> Option<Arc<[IpAddr]>> {
-        self.seen
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(host)
-            .cloned()
-    }
-
-    fn record(&self, host: String, addrs: &[SocketAddr]) {
-        let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
-        if seen.len() < MAX_HOSTS || seen.contains_key(&host) {
-            seen.insert(host, addrs.iter().map(SocketAddr::ip).collect());
-        }
-    }
-
-    /// A resolver for reqwest that asks `inner` (the system resolver when `None`) and records
-    /// the answer.
-    pub fn resolver(&self, inner: Option<Arc<dyn Resolve>>) -> Arc<dyn Resolve> {
-        Arc::new(Recording {
-            inner,
-            resolutions: self.clone(),
-        })
-    }
-}
-
-struct Recording {
-    inner: Option<Arc<dyn Resolve>>,
-    resolutions: Resolutions,
-}
-
-impl Resolve for Recording {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_owned();
-        let inner = self.inner.clone();
-        let resolutions = self.resolutions.clone();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = match inner {
-                Some(inner) => inner.resolve(name).await?.collect(),
-                // What reqwest does by default: getaddrinfo on a blocking thread.
-                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
-            };
-            resolutions.record(host, &addrs);
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
+use super::discovery::Source;
+use super::failure::FailureKind;
+use super::reply::Reply;
+use super::resolve::Resolutions;
+use crate::wrap::wrap;
 
 /// One backend: its URL, how that URL was found, and its host.
 #[derive(Clone, Debug)]
@@ -170,7 +112,7 @@ impl Hop {
         let (source, source_words) = source_names(service, route.source);
         let lookup_failed = matches!(
             &reply.result,
-            Err(e) if e.kind == crate::backend::FailureKind::Dns
+            Err(e) if e.kind == FailureKind::Dns
         );
         Hop {
             source,
@@ -336,45 +278,4 @@ fn join(addresses: &[IpAddr]) -> String {
         .map(IpAddr::to_string)
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `text` wrapped at `width` columns, every line indented by `indent` spaces.
-pub fn wrap(text: &str, indent: usize, width: usize) -> String {
-    let mut out = String::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && indent + line.len() + 1 + word.len() > width {
-            let _ = writeln!(out, "{:indent$}{line}", "");
-            line.clear();
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        let _ = writeln!(out, "{:indent$}{line}", "");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_fit_in_80_columns() {
-        let text = "Connected to 10.96.144.7:80, a virtual IP: kube-proxy passed the connection \
-                    to the pod; a reused connection, request 7 on it.";
-        let wrapped = wrap(text, 2, 80);
-        assert!(
-            wrapped
-                .lines()
-                .all(|l| l.len() <= 80 && l.starts_with("  "))
-        );
-        assert_eq!(
-            wrapped.split_whitespace().collect::<Vec<_>>(),
-            text.split_whitespace().collect::<Vec<_>>()
-        );
-    }
 }

@@ -5,11 +5,10 @@ use std::fmt::Write;
 use askama::Template;
 use serde::Serialize;
 
-use crate::backend::{AnswerResult, BackendError, Question, Reply};
-use crate::client_ip::ClientClass;
-use crate::hop::{Hop, wrap};
-
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+use super::client_ip::ClientClass;
+use crate::backends::{BackendError, Hop, Question, Reply};
+use crate::view::{Badge, VERSION};
+use crate::wrap::wrap;
 
 /// Everything a page shows.
 pub struct Page {
@@ -259,26 +258,6 @@ fn write_error(out: &mut String, service: &str, e: &BackendError) {
     let _ = writeln!(out, "HINT: {}", e.hint());
 }
 
-/// The release badge of the HTML pages: canary pods stand out in orange when reloading.
-pub struct Badge<'a> {
-    pub text: &'a str,
-    /// A CSS class from a fixed set, whatever `RELEASE` holds.
-    pub class: &'static str,
-}
-
-impl<'a> Badge<'a> {
-    pub fn of(release: Option<&'a str>) -> Option<Self> {
-        release.map(|text| Badge {
-            text,
-            class: match text {
-                "canary" => "badge canary",
-                "stable" => "badge stable",
-                _ => "badge",
-            },
-        })
-    }
-}
-
 #[derive(Template)]
 #[template(path = "page.html")]
 struct PageHtml<'a> {
@@ -291,50 +270,4 @@ struct PageHtml<'a> {
     question_hop: &'a Hop,
     request: &'a RequestInfo,
     status: &'a str,
-}
-
-/// The result of answering through the form (no JavaScript).
-#[derive(Template)]
-#[template(path = "answer.html")]
-pub struct AnswerHtml<'a> {
-    pub base: &'a str,
-    pub version: &'a str,
-    pub release: Option<Badge<'a>>,
-    pub question: Option<&'a Question>,
-    pub result: Answered<'a>,
-    pub pod: &'a str,
-}
-
-/// What became of an answer sent through the form.
-pub enum Answered<'a> {
-    /// quiz recorded it and said whether it was right.
-    Recorded(&'a AnswerResult),
-    /// It was refused or never reached quiz; the sentence says why.
-    Failed(String),
-}
-
-/// The text reply to `POST /question/{id}/answers/{index}`: the verdict, then the question's
-/// explanation when it has one.
-pub fn answer_text(question: Option<&Question>, result: &AnswerResult, pod: &str) -> String {
-    let label = |i: usize| match question.and_then(|q| q.answers.get(i)) {
-        Some(text) => format!("{i}) {text}"),
-        None => format!("answer {i}"),
-    };
-    let verdict = if result.correct {
-        format!(
-            "Correct! {} is the right answer.",
-            label(result.answer_index)
-        )
-    } else {
-        format!(
-            "Wrong: you chose {}. The right answer is {}.",
-            label(result.answer_index),
-            label(result.correct_answer_index)
-        )
-    };
-    let explanation = match result.explanation.as_deref().map(str::trim) {
-        Some(text) if !text.is_empty() => format!("{text}\n"),
-        _ => String::new(),
-    };
-    format!("{verdict}\n{explanation}(recorded by quiz pod {pod})\n")
 }

@@ -8,9 +8,11 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::lab::{self, Spread, SpreadQuery};
-use crate::render::{Badge, VERSION};
-use crate::{AppState, Error, colour, watch};
+use super::spread::{self, Spread, SpreadQuery};
+use super::state::LabState;
+use super::watch;
+use crate::error::Error;
+use crate::view::{Badge, VERSION, colour, html};
 
 #[derive(Deserialize)]
 pub struct LabQuery {
@@ -107,7 +109,7 @@ struct LabHtml<'a> {
 
 /// The lab page; a template that fails to render is kiada's bug, answered with 500.
 pub async fn page(
-    State(state): State<AppState>,
+    State(state): State<LabState>,
     Query(query): Query<LabQuery>,
 ) -> Result<Response, Error> {
     let (status, chart, error) = match query.run.as_deref() {
@@ -117,7 +119,7 @@ pub async fn page(
                 n: query.n.clone(),
                 connection: None,
             };
-            match lab::compare(&state, &spread).await {
+            match spread::compare(&state, &spread).await {
                 Ok((new, reused)) => (StatusCode::OK, Some(Chart::of(&new, &reused)), None),
                 Err(e) => (status_of(&e), None, Some(e.to_string())),
             }
@@ -130,7 +132,7 @@ pub async fn page(
         None => (StatusCode::OK, None, None),
     };
     let pod = state.identity.pod_name.as_str();
-    let html = LabHtml {
+    let page = LabHtml {
         base: "",
         version: VERSION,
         release: Badge::of(state.identity.release.as_deref()),
@@ -145,13 +147,15 @@ pub async fn page(
         max_interval: watch::INTERVAL_MS.1,
         max_duration: watch::DURATION_S.1,
     };
-    Ok(crate::routes::html(status, html.render()?))
+    Ok(html(status, page.render()?))
 }
 
 fn status_of(error: &Error) -> StatusCode {
     match error {
         Error::BadRequest(_) => StatusCode::BAD_REQUEST,
-        Error::LabBusy | Error::LabRate { .. } | Error::WatchLimit => StatusCode::TOO_MANY_REQUESTS,
+        Error::LabBusy | Error::LabRate { .. } | Error::WatchLimit { .. } => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         _ => StatusCode::BAD_GATEWAY,
     }
 }

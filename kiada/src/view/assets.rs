@@ -9,37 +9,37 @@ const FILES: &[(&str, &str, &[u8])] = &[
     (
         "style.css",
         "text/css; charset=utf-8",
-        include_bytes!("../static/style.css"),
+        include_bytes!("../../static/style.css"),
     ),
     (
         "kiada.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../static/kiada.js"),
+        include_bytes!("../../static/kiada.js"),
     ),
     (
         "lab.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../static/lab.js"),
+        include_bytes!("../../static/lab.js"),
     ),
     (
         "pods.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../static/pods.js"),
+        include_bytes!("../../static/pods.js"),
     ),
     (
         "lab.css",
         "text/css; charset=utf-8",
-        include_bytes!("../static/lab.css"),
+        include_bytes!("../../static/lab.css"),
     ),
     (
         "logo.svg",
         "image/svg+xml",
-        include_bytes!("../static/logo.svg"),
+        include_bytes!("../../static/logo.svg"),
     ),
     (
         "favicon.svg",
         "image/svg+xml",
-        include_bytes!("../static/favicon.svg"),
+        include_bytes!("../../static/favicon.svg"),
     ),
 ];
 

@@ -1,0 +1,61 @@
+//! `GET /lab/dns?name=NAME`: how this pod resolves a name, step by step. It reads the pod's
+//! `resolv.conf` (nameservers, search list, ndots), lists the names a stub resolver tries in
+//! order, asks the nameserver for each (A, then AAAA) until one resolves, and says what the
+//! answer means for a Service: one virtual IP, a headless Service's pods, an ExternalName's
+//! CNAME, and the SRV records of a named port.
+//!
+//! The lookups go to the nameserver `resolv.conf` names and nowhere else, for DNS names only,
+//! each with a short timeout; one lab run per pod at a time.
+//!
+//! - `name`: the name typed, checked; `resolv_conf`: the pod's configuration and candidates;
+//! - `walk`: the queries; `report`: what the answers mean, and the text form.
+
+mod name;
+mod report;
+mod resolv_conf;
+mod walk;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use kit::negotiate::WantsJson;
+use serde::Deserialize;
+
+pub use name::{NameError, check_name};
+pub use resolv_conf::{MAX_CANDIDATES, ResolvConf};
+pub use walk::{DnsLab, QUERY_TIMEOUT, Srv, Step};
+
+use super::state::LabState;
+use crate::error::Error;
+
+/// Walks the candidates as a stub resolver does, then says what the answer means.
+pub async fn run(name: &str, conf: ResolvConf) -> DnsLab {
+    let mut lab = walk::walk(name, conf).await;
+    report::explain(&mut lab);
+    lab
+}
+
+/// Where the lab reads the resolver configuration; `--resolv-conf` points elsewhere (tests).
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+
+#[derive(Deserialize)]
+pub struct DnsQuery {
+    name: Option<String>,
+}
+
+pub async fn lab(
+    State(state): State<LabState>,
+    Query(query): Query<DnsQuery>,
+    WantsJson(json): WantsJson,
+) -> Result<Response, Error> {
+    let name = check_name(query.name.as_deref().unwrap_or(""))
+        .map_err(|e| Error::BadRequest(format!("{e}. Usage: /lab/dns?name=NAME")))?;
+    // A DNS run opens no backend connection, but takes the pod's one lab slot.
+    let _running = state.limits.start(0)?;
+    let conf = resolv_conf::read_resolv_conf(&state.resolv_conf).await?;
+    let result = run(&name, conf).await;
+    if json {
+        return Ok(Json(result).into_response());
+    }
+    Ok(report::text(&result).into_response())
+}

@@ -1,0 +1,28 @@
+//! What the labs' routes read: the backends (only the configured ones are ever called), who
+//! this pod is, the limits every lab shares, and the resolver configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::limits::Limits;
+use crate::backends::{Backend, Backends};
+
+#[derive(Clone)]
+pub struct LabState {
+    pub backends: Backends,
+    pub identity: Arc<kit::Identity>,
+    /// One run at a time, a few watches, a budget of new backend connections.
+    pub limits: Arc<Limits>,
+    /// The resolver configuration the DNS lab reads.
+    pub resolv_conf: Arc<PathBuf>,
+}
+
+impl LabState {
+    /// The URL a lab calls: the configured backends only, never one a client names.
+    pub fn url(&self, service: Backend) -> String {
+        match service {
+            Backend::Quote => self.backends.quote_url().to_owned(),
+            Backend::Quiz => format!("{}/", self.backends.quiz_url()),
+        }
+    }
+}
