@@ -3,6 +3,7 @@
 
 mod browser;
 mod chapter;
+mod layout;
 mod manifests;
 mod readme;
 mod shutdown;
