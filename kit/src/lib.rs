@@ -5,10 +5,10 @@
 //! together with a [`ServerConfig`] and an [`Identity`], and either [`App::run`]s it until a
 //! signal (its `main.rs`) or [`App::spawn`]s it (tests and the local suite).
 
-// Grouped by concern: flags and operator files; the listeners, their connections and the admin
-// port; what every request goes through; logging; readiness and drills; identity; metrics.
+// Grouped by concern: flags and operator files (`config`, `config::file`); the listeners, their
+// connections and the admin port; what every request goes through; logging; readiness and
+// drills; identity; metrics; `Accept` negotiation.
 pub mod config;
-pub mod file;
 pub mod health;
 pub mod identity;
 pub mod metrics;

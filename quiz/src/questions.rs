@@ -35,7 +35,7 @@ pub struct Question {
 #[derive(Debug, thiserror::Error)]
 pub enum QuestionsError {
     #[error("cannot read questions file: {0}")]
-    Read(#[from] kit::file::FileError),
+    Read(#[from] kit::config::file::FileError),
     #[error("questions file {path} is not valid JSON: {source}")]
     Json {
         path: PathBuf,
@@ -76,7 +76,7 @@ pub fn bundled() -> Vec<Question> {
 
 /// Reads and validates a questions file: JSON when it ends in `.json`, YAML otherwise.
 pub fn from_file(path: &Path) -> Result<Vec<Question>, QuestionsError> {
-    let text = kit::file::read_text(path, kit::file::MAX_FILE_SIZE)?;
+    let text = kit::config::file::read_text(path, kit::config::file::MAX_FILE_SIZE)?;
     let path = path.to_owned();
     let questions: Vec<Question> = if path.extension().is_some_and(|e| e == "json") {
         serde_json::from_str(&text).map_err(|source| QuestionsError::Json {

@@ -18,7 +18,7 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum TipsError {
     #[error("cannot read tips file: {0}")]
-    Read(#[from] kit::file::FileError),
+    Read(#[from] kit::config::file::FileError),
     #[error("tips file {path} holds no tips (separate tips with lines holding only %)")]
     Empty { path: PathBuf },
 }
@@ -94,7 +94,7 @@ fn push_entry(tips: &mut Vec<Arc<str>>, entry: &mut String) {
 }
 
 fn read(path: &Path) -> Result<Vec<Arc<str>>, TipsError> {
-    let text = kit::file::read_text(path, kit::file::MAX_FILE_SIZE)?;
+    let text = kit::config::file::read_text(path, kit::config::file::MAX_FILE_SIZE)?;
     let tips = parse(&text);
     if tips.is_empty() {
         return Err(TipsError::Empty {

@@ -1,6 +1,11 @@
 //! Flags every service accepts. Each has an environment variable of the same meaning; none of
 //! those names may look like the variables Kubernetes injects for Services (`<NAME>_PORT`,
 //! `<NAME>_SERVICE_HOST`, …), or a Service of that name would overwrite it.
+//!
+//! The files an operator hands a service (tips, questions, certificates) are read through
+//! [`file`].
+
+pub mod file;
 
 use std::time::Duration;
 
