@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::discovery::Source;
 use super::failure::FailureKind;
+use super::identity::INVALID;
 use super::reply::Reply;
 use super::resolve::Resolutions;
 use crate::wrap::wrap;
@@ -99,7 +100,7 @@ impl Hop {
         resolutions: &Resolutions,
         this_node: &str,
     ) -> Hop {
-        let known = |v: &str| v != kit::identity::UNKNOWN && !v.is_empty();
+        let known = |v: &str| v != kit::identity::UNKNOWN && v != INVALID && !v.is_empty();
         let same_node = match (&reply.node, known(this_node)) {
             (Some(node), true) if known(node) => Some(node == this_node),
             _ => None,

@@ -2,7 +2,8 @@
 //!
 //! - `discovery`: where a backend's URL comes from (`QUOTE_URL`, the injected variables, DNS);
 //! - `client`: [`Backends`], the one send path every page, proxy route and lab uses;
-//! - `reply`: one call's result and who answered it; `api`: the backends and quiz's answers;
+//! - `reply`: one call's result and who answered it; `identity`: the answerer's headers,
+//!   checked; `api`: the backends and quiz's answers;
 //! - `failure`: how a call failed, in the kinds the pages explain;
 //! - `resolve`: the recording resolver; `hop`: how a call travelled, in the chapter's terms;
 //! - `metrics`: the calls counted for `/metrics`.
@@ -14,6 +15,7 @@ pub mod client;
 pub mod discovery;
 pub mod failure;
 pub mod hop;
+pub mod identity;
 pub mod metrics;
 pub mod reply;
 pub mod resolve;

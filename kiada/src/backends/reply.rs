@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode};
 
 use super::failure::{BackendError, classify};
+use super::identity::Said;
 
 /// The result of one backend call and who served it.
 #[derive(Clone, Debug)]
@@ -42,7 +43,8 @@ impl<T> Reply<T> {
     }
 }
 
-/// Who answered a call, from the headers every service of the suite sets, and over what.
+/// Who answered a call, from the headers every service of the suite sets (each checked, see
+/// [`super::identity`]), and over what.
 #[derive(Clone, Debug, Default)]
 pub struct Answerer {
     pub pod: Option<String>,
@@ -55,23 +57,14 @@ pub struct Answerer {
 
 impl Answerer {
     pub fn of(res: &reqwest::Response) -> Self {
-        let headers = res.headers();
-        let get = |name| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let said = Said::of(res.headers());
         Answerer {
-            pod: get("x-pod-name"),
-            pod_ip: get("x-pod-ip"),
-            node: get("x-node-name"),
-            state: get("x-pod-state"),
+            pod: said.pod,
+            pod_ip: said.pod_ip,
+            node: said.node,
+            state: said.state,
             remote: res.remote_addr(),
-            connection_requests: headers
-                .get(kit::CONNECTION_REQUESTS)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok()),
+            connection_requests: said.connection_requests,
         }
     }
 

@@ -174,3 +174,102 @@ async fn html_pages_carry_a_content_security_policy() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(res.headers()["x-frame-options"], "DENY");
 }
+
+const KIADA: &str = env!("CARGO_BIN_EXE_kiada");
+
+/// The real kiada binary in front of `quote`, with a healthy quiz.
+async fn binary_with_quote(quote: &StandIn, quiz: &StandIn) -> testkit::Process {
+    let quote_url = format!("{}/quote", quote.url);
+    testkit::Process::start(
+        KIADA,
+        &[
+            "--no-tls",
+            "--quote-url",
+            &quote_url,
+            "--quiz-url",
+            &quiz.url,
+        ],
+    )
+}
+
+#[tokio::test]
+async fn a_huge_pod_name_from_a_backend_is_shown_as_invalid_and_kiada_stays_up() {
+    // 65,536 bytes: past the widest padding Rust's formatter takes, so unchecked it panics.
+    let huge: &'static str = Box::leak("q".repeat(65_536).into_boxed_str());
+    let quote = serve(Router::new().route(
+        "/quote",
+        get(move || async move {
+            (
+                [
+                    ("x-pod-name", huge),
+                    ("x-node-name", "<b>node</b>"),
+                    ("x-pod-ip", "10.0.0.1; drop"),
+                    ("x-pod-state", "mischief"),
+                ],
+                "A tip.\n",
+            )
+        }),
+    ))
+    .await;
+    let quiz = serve(quiz("quiz-a", "Q?")).await;
+    let kiada = binary_with_quote(&quote, &quiz).await;
+    for path in ["/lab/spread?n=2", "/lab/watch?interval_ms=100&duration_s=1"] {
+        let res = fetch(format!("{}{path}", kiada.url()), "text/plain").await;
+        assert_eq!(res.status(), 200, "{path}");
+        let body = res.text().await.unwrap();
+        assert!(body.contains("(invalid)"), "{path}: {body}");
+        assert!(body.len() < 4096, "{path}: {} bytes", body.len());
+    }
+    let json: Value = fetch(format!("{}/api", kiada.url()), "application/json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tip = &json["tip"];
+    assert_eq!(tip["pod"], "(invalid)", "{tip}");
+    assert_eq!(tip["podIp"], "(invalid)", "{tip}");
+    assert_eq!(tip["node"], "(invalid)", "{tip}");
+    // The node is not known, so neither is whether it is this one.
+    assert!(tip.get("sameNode").is_none(), "{tip}");
+    let page = text(format!("{}/text", kiada.url())).await;
+    assert!(page.contains("A tip."), "{page}");
+}
+
+#[tokio::test]
+async fn unique_pod_names_per_call_grow_neither_metrics_nor_a_watch() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    // A new 250 KB name on every call.
+    let quote = serve(Router::new().route(
+        "/quote",
+        get(|| async {
+            let n = CALLS.fetch_add(1, Ordering::Relaxed);
+            let name = format!("{n}-{}", "p".repeat(250_000));
+            ([("x-pod-name", name)], "A tip.\n")
+        }),
+    ))
+    .await;
+    let quiz = serve(quiz("quiz-a", "Q?")).await;
+    let kiada = binary_with_quote(&quote, &quiz).await;
+    let spread = text(format!("{}/lab/spread?n=40", kiada.url())).await;
+    assert!(spread.contains("(invalid)"), "{spread}");
+    let watch = text(format!(
+        "{}/lab/watch?interval_ms=100&duration_s=2",
+        kiada.url()
+    ))
+    .await;
+    assert!(watch.len() < 16 * 1024, "the watch wrote {} bytes", watch.len());
+    let metrics = text(format!("{}/metrics", kiada.url())).await;
+    assert!(CALLS.load(Ordering::Relaxed) >= 40);
+    assert!(
+        metrics.len() < 64 * 1024,
+        "/metrics is {} bytes after 40 unique names",
+        metrics.len()
+    );
+    assert!(metrics.contains(r#"pod="(invalid)""#), "{metrics}");
+    assert!(
+        kiada.peak_rss_kb() < 100 * 1024,
+        "{} KB",
+        kiada.peak_rss_kb()
+    );
+}
