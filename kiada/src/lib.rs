@@ -10,15 +10,16 @@
 //! - [`view`]: what the pages and labs show alike: HTML headers, badge, colours, static files.
 //!
 //! Beside them: `error` (kiada's error, answered as a response), `tls` (the HTTPS certificate),
-//! `wrap` (text for curl), and here the configuration and the wiring of the rooms' routes.
+//! `terminal` (text for curl: wrapped, and made harmless), and here the configuration and the
+//! wiring of the rooms' routes.
 
 pub mod backends;
 mod error;
 pub mod labs;
 pub mod page;
+mod terminal;
 pub mod tls;
 pub mod view;
-mod wrap;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,6 +21,7 @@ use super::hop::{Hop, Route};
 use super::metrics::BackendMetrics;
 use super::reply::{Answer, Answerer, Reply, read_body};
 use super::resolve::Resolutions;
+use crate::terminal::one_line;
 
 #[derive(Clone)]
 pub struct Backends {
@@ -267,18 +268,13 @@ fn error_message(status: reqwest::StatusCode, body: &[u8]) -> String {
     struct ErrorBody {
         error: String,
     }
+    // Backend text: one line, no control characters, and a bound on its length.
     if let Ok(ErrorBody { error }) = serde_json::from_slice(body) {
-        return error;
+        return one_line(&error).chars().take(500).collect();
     }
     let text = String::from_utf8_lossy(body);
-    let line: String = text
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .chars()
-        .take(200)
-        .collect();
+    let first = text.lines().next().unwrap_or("").trim();
+    let line: String = one_line(first).chars().take(200).collect();
     if line.is_empty() {
         format!("HTTP {status}")
     } else {

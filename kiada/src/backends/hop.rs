@@ -14,7 +14,7 @@ use super::failure::FailureKind;
 use super::identity::INVALID;
 use super::reply::Reply;
 use super::resolve::Resolutions;
-use crate::wrap::wrap;
+use crate::terminal::wrap;
 
 /// One backend: its URL, how that URL was found, and its host.
 #[derive(Clone, Debug)]

@@ -41,7 +41,11 @@ pub fn count(raw: &str) -> Option<u64> {
 }
 
 fn keep_if(ok: bool, raw: &str) -> String {
-    if ok { raw.to_owned() } else { INVALID.to_owned() }
+    if ok {
+        raw.to_owned()
+    } else {
+        INVALID.to_owned()
+    }
 }
 
 /// The identity headers of a backend's answer, each checked.

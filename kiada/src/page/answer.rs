@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::state::PageState;
 use crate::backends::{AnswerResult, Backend, FailureKind, Question};
 use crate::error::Error;
+use crate::terminal::{one_line, plain};
 use crate::view::{Badge, VERSION, html};
 
 /// The result of answering through the form (no JavaScript).
@@ -38,7 +39,7 @@ pub enum Answered<'a> {
 /// explanation when it has one.
 pub fn answer_text(question: Option<&Question>, result: &AnswerResult, pod: &str) -> String {
     let label = |i: usize| match question.and_then(|q| q.answers.get(i)) {
-        Some(text) => format!("{i}) {text}"),
+        Some(text) => format!("{i}) {}", one_line(text)),
         None => format!("answer {i}"),
     };
     let verdict = if result.correct {
@@ -54,7 +55,7 @@ pub fn answer_text(question: Option<&Question>, result: &AnswerResult, pod: &str
         )
     };
     let explanation = match result.explanation.as_deref().map(str::trim) {
-        Some(text) if !text.is_empty() => format!("{text}\n"),
+        Some(text) if !text.is_empty() => format!("{}\n", plain(text)),
         _ => String::new(),
     };
     format!("{verdict}\n{explanation}(recorded by quiz pod {pod})\n")

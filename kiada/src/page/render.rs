@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::client_ip::ClientClass;
 use crate::backends::{BackendError, Hop, Question, Reply};
+use crate::terminal::{one_line, plain, wrap};
 use crate::view::{Badge, VERSION};
-use crate::wrap::wrap;
 
 /// Everything a page shows.
 pub struct Page {
@@ -170,7 +170,7 @@ impl Page {
         let _ = writeln!(out, "==== TIP OF THE MINUTE");
         match &self.tip.result {
             Ok(tip) => {
-                let _ = writeln!(out, "{tip}");
+                let _ = writeln!(out, "{}", plain(tip));
             }
             Err(e) => write_error(&mut out, "quote", e),
         }
@@ -181,9 +181,9 @@ impl Page {
         let _ = writeln!(out, "==== POP QUIZ");
         match &self.question.result {
             Ok(q) => {
-                let _ = writeln!(out, "Question {}: {}", q.id, q.text);
+                let _ = writeln!(out, "Question {}: {}", q.id, plain(&q.text));
                 for (i, answer) in q.answers.iter().enumerate() {
-                    let _ = writeln!(out, "  {i}) {answer}");
+                    let _ = writeln!(out, "  {i}) {}", one_line(answer));
                 }
                 let _ = writeln!(
                     out,
@@ -216,10 +216,12 @@ impl Page {
         );
         out.push_str(&wrap(&client, 0, 80));
         if let Some(xff) = &r.forwarded_for {
-            let _ = writeln!(
-                out,
-                "X-Forwarded-For: {xff} (set by a proxy in front of this pod)"
+            let claimed = format!(
+                "X-Forwarded-For: {} (claimed: a proxy in front of this pod sets it, but any \
+                 client can too)",
+                one_line(xff)
             );
+            out.push_str(&wrap(&claimed, 0, 80));
         }
         if let Some(words) = r.connection_words() {
             out.push_str(&wrap(&words, 0, 80));

@@ -297,10 +297,7 @@ async fn the_html_page_explains_without_script_and_never_shows_backend_markup() 
     );
     assert!(html.contains("a new connection"), "{html}");
     // A node name is a DNS subdomain: anything else is shown as invalid, never as markup.
-    assert!(
-        html.contains("The pod runs on node (invalid)."),
-        "{html}"
-    );
+    assert!(html.contains("The pod runs on node (invalid)."), "{html}");
     assert!(!html.contains("<b>node</b>"), "{html}");
     assert!(
         html.contains("(loopback)") || html.contains("loopback:"),

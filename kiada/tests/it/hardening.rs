@@ -258,7 +258,11 @@ async fn unique_pod_names_per_call_grow_neither_metrics_nor_a_watch() {
         kiada.url()
     ))
     .await;
-    assert!(watch.len() < 16 * 1024, "the watch wrote {} bytes", watch.len());
+    assert!(
+        watch.len() < 16 * 1024,
+        "the watch wrote {} bytes",
+        watch.len()
+    );
     let metrics = text(format!("{}/metrics", kiada.url())).await;
     assert!(CALLS.load(Ordering::Relaxed) >= 40);
     assert!(
@@ -272,4 +276,62 @@ async fn unique_pod_names_per_call_grow_neither_metrics_nor_a_watch() {
         "{} KB",
         kiada.peak_rss_kb()
     );
+}
+
+#[tokio::test]
+async fn backend_text_reaches_a_terminal_without_escapes_or_forged_sections() {
+    const TIP: &str = "Clear\u{1b}[2J the screen\u{7}.\n==== REQUEST INFO\nRequest processed by kiada in pod \"forged\".";
+    let quote = serve(crate::support::quote("quote-a", TIP)).await;
+    let quiz = serve(quiz_explaining(
+        "quiz-a",
+        "Which\u{1b}]0;owned\u{7} one?",
+        Some("Because\u{1b}[31m red."),
+    ))
+    .await;
+    let failing_quiz = serve(Router::new().route(
+        "/questions/random",
+        get(|| async {
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                axum::Json(serde_json::json!({"error": "down\u{1b}[2J\n==== STATUS\nfine"})),
+            )
+        }),
+    ))
+    .await;
+    let kiada = start(config(&format!("{}/quote", quote.url), &quiz.url)).await;
+    let page = reqwest::Client::new()
+        .get(format!("{}/text", kiada.url()))
+        // A header value cannot hold ESC; a tab it can.
+        .header("x-forwarded-for", "203.0.113.9\tx")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains('\u{1b}') && !page.contains('\u{7}'),
+        "{page:?}"
+    );
+    assert_eq!(page.matches("\n==== REQUEST INFO").count(), 1, "{page}");
+    assert!(page.contains("\n ==== REQUEST INFO\n"), "{page}");
+    assert!(
+        page.contains("X-Forwarded-For: 203.0.113.9 x (claimed"),
+        "{page}"
+    );
+    let answer = reqwest::Client::new()
+        .post(format!("{}/question/{QUESTION_ID}/answers/1", kiada.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(answer.contains("Because\u{fffd}[31m red."), "{answer:?}");
+
+    let kiada = start(config(&format!("{}/quote", quote.url), &failing_quiz.url)).await;
+    let page = text(format!("{}/text", kiada.url())).await;
+    assert!(!page.contains('\u{1b}'), "{page:?}");
+    assert!(page.contains("down\u{fffd}[2J ==== STATUS fine"), "{page}");
+    assert_eq!(page.matches("\n==== STATUS").count(), 1, "{page}");
 }

@@ -20,12 +20,19 @@ pub enum FileError {
     },
     #[error("{path} is {kind}, not a regular file; give a file (or a symlink to one)")]
     NotRegular { path: PathBuf, kind: &'static str },
-    #[error(
-        "{path} is larger than {limit} bytes (1 MiB, the most a ConfigMap holds); use a smaller file"
-    )]
+    #[error("{path} is larger than {limit} bytes{}; use a smaller file", why_limit(*.limit))]
     TooLarge { path: PathBuf, limit: u64 },
     #[error("{path} is not UTF-8 text")]
     NotText { path: PathBuf },
+}
+
+/// What a limit is, when it is the ConfigMap's; another limit is only its number.
+fn why_limit(limit: u64) -> &'static str {
+    if limit == MAX_FILE_SIZE {
+        " (1 MiB, the most a ConfigMap holds)"
+    } else {
+        ""
+    }
 }
 
 /// The whole file as text, refused when it is not a regular file or holds more than `limit`
@@ -107,6 +114,19 @@ mod tests {
 
         let err = read_text(&ok, 4).unwrap_err();
         assert!(matches!(err, FileError::TooLarge { limit: 4, .. }), "{err}");
+        // The message names the limit that applied, and the ConfigMap only when it is its.
+        assert!(
+            err.to_string().contains("larger than 4 bytes; use"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("MiB"), "{err}");
+        let big = dir.path().join("big.txt");
+        std::fs::write(&big, vec![b'a'; MAX_FILE_SIZE as usize + 1]).unwrap();
+        let err = read_text(&big, MAX_FILE_SIZE).unwrap_err();
+        assert!(
+            err.to_string().contains("1 MiB, the most a ConfigMap"),
+            "{err}"
+        );
         let err = read_text(dir.path(), 10).unwrap_err();
         assert!(err.to_string().contains("a directory"), "{err}");
         let err = read_text(Path::new("/dev/zero"), 10).unwrap_err();

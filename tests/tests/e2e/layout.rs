@@ -156,7 +156,7 @@ fn kiada_rooms_depend_one_way_without_circles() {
         ("page", &["labs", "tls"]),
         ("labs", &["page", "tls"]),
         (
-            "wrap",
+            "terminal",
             &["backends", "page", "labs", "view", "error", "tls"],
         ),
     ];

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::walk::{DnsLab, Step};
-use crate::wrap::wrap;
+use crate::terminal::wrap;
 
 /// Fills in what the walk's answer means and its lesson.
 pub(super) fn explain(lab: &mut DnsLab) {
