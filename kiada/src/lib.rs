@@ -130,6 +130,9 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
 }
 
 /// Every route of kiada: the page's, the labs', the static files; 404 in text for the rest.
+/// Whatever is not an HTML page (which sets its own policy) is locked down by
+/// [`view::html::not_a_page`]: a backend's answer relayed, a text page, JSON, never a document
+/// that runs anything on kiada's origin.
 pub fn router(page: page::PageState, labs: labs::LabState) -> axum::Router {
     use axum::routing::get;
     page::router(page)
@@ -137,4 +140,5 @@ pub fn router(page: page::PageState, labs: labs::LabState) -> axum::Router {
         .route("/static/{file}", get(view::assets::file))
         .route("/favicon.ico", get(view::assets::favicon))
         .fallback(kit::not_found)
+        .layer(axum::middleware::map_response(view::html::not_a_page))
 }

@@ -85,13 +85,27 @@ async fn relay(
             },
         }
         .into_response(),
-        Ok(r) => {
-            let mut response = (r.status, r.body).into_response();
-            if let Some(ct) = r.content_type {
-                response.headers_mut().insert(CONTENT_TYPE, ct);
+        Ok(r) => match promised(service, r.content_type.as_ref()) {
+            Ok(ct) => {
+                let mut response = (r.status, r.body).into_response();
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+                response
             }
-            response
-        }
+            Err(said) => Error::Proxy {
+                service,
+                error: BackendError {
+                    kind: FailureKind::InvalidResponse,
+                    message: format!(
+                        "it answered {said}, not what /proxy/{} relays ({})",
+                        service.name(),
+                        allowed(service).join(" or ")
+                    ),
+                },
+            }
+            .into_response(),
+        },
         Err(error) => Error::Proxy { service, error }.into_response(),
     };
     name_backend_pod(
@@ -99,6 +113,33 @@ async fn relay(
         &reply_pod(&reply.pod, &reply.pod_ip),
     );
     response
+}
+
+/// The types a route relays: quote's tip as text or JSON, quiz's answers as JSON. Anything
+/// else — `text/html` above all, which would run on kiada's origin — is refused.
+fn allowed(service: Backend) -> &'static [&'static str] {
+    match service {
+        Backend::Quote => &["text/plain; charset=utf-8", "application/json"],
+        Backend::Quiz => &["application/json"],
+    }
+}
+
+/// The content type the relayed answer carries (the route's own, never the backend's words),
+/// or what the backend said instead.
+fn promised(service: Backend, said: Option<&HeaderValue>) -> Result<&'static str, String> {
+    let said = said.and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = said.split(';').next().unwrap_or("").trim();
+    allowed(service)
+        .iter()
+        .find(|ct| {
+            let own = ct.split(';').next().unwrap_or("");
+            essence.eq_ignore_ascii_case(own)
+        })
+        .copied()
+        .ok_or_else(|| match said {
+            "" => "no Content-Type".to_owned(),
+            said => format!("Content-Type {}", crate::terminal::one_line(said)),
+        })
 }
 
 fn reply_pod(pod: &Option<String>, ip: &Option<String>) -> [(HeaderName, Option<String>); 2] {

@@ -335,3 +335,61 @@ async fn backend_text_reaches_a_terminal_without_escapes_or_forged_sections() {
     assert!(page.contains("down\u{fffd}[2J ==== STATUS fine"), "{page}");
     assert_eq!(page.matches("\n==== STATUS").count(), 1, "{page}");
 }
+
+#[tokio::test]
+async fn the_proxy_relays_only_the_types_its_routes_promise_and_nothing_else_runs() {
+    let html_quote = serve(Router::new().route(
+        "/quote",
+        get(|| async {
+            axum::response::Html("<script>document.title='owned'</script>")
+        }),
+    ))
+    .await;
+    let quiz = serve(quiz("quiz-a", "Q?")).await;
+    let kiada = start(config(&format!("{}/quote", html_quote.url), &quiz.url)).await;
+    let res = fetch(format!("{}/proxy/quote", kiada.url()), "*/*").await;
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["kind"], "invalidResponse", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Type text/html; charset=utf-8"),
+        "{body}"
+    );
+    // quiz's JSON is relayed as JSON; its answer is the route's type, not the backend's words.
+    let res = fetch(
+        format!("{}/proxy/quiz/questions/random", kiada.url()),
+        "application/json",
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+
+    let good = serve(crate::support::quote("quote-a", "A tip.")).await;
+    let kiada = start(config(&format!("{}/quote", good.url), &quiz.url)).await;
+    let res = fetch(format!("{}/proxy/quote", kiada.url()), "*/*").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    for path in [
+        "/proxy/quote",
+        "/text",
+        "/api",
+        "/lab/spread?n=1",
+        "/lab/dns",
+        "/static/kiada.js",
+        "/no-such-page",
+    ] {
+        let res = fetch(format!("{}{path}", kiada.url()), "*/*").await;
+        assert_eq!(
+            res.headers()["content-security-policy"],
+            "default-src 'none'; sandbox",
+            "{path}"
+        );
+    }
+    let page = fetch(format!("{}/html", kiada.url()), "text/html").await;
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+}
