@@ -325,3 +325,51 @@ async fn an_error_status_is_a_failure_naming_the_pod_that_sent_it() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_watch_whose_client_never_reads_ends_at_its_deadline_and_frees_its_slot() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let quote = serve(counted("quote-a", calls.clone())).await;
+    let quiz = serve(quiz("quiz-a", "Q?")).await;
+    let quote_url = format!("{}/quote", quote.url);
+    let kiada = testkit::Process::start(
+        env!("CARGO_BIN_EXE_kiada"),
+        &["--no-tls", "--quote-url", &quote_url, "--quiz-url", &quiz.url],
+    );
+    // One HTTP/2 connection whose receive window is never opened: the heads arrive, no body
+    // byte ever does, and without a deadline of their own the four watches would hold every
+    // slot for as long as the connection stays open.
+    let tcp = tokio::net::TcpStream::connect(kiada.addr).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, axum::body::Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let request = axum::http::Request::get(format!(
+            "http://{}/lab/watch?interval_ms=100&duration_s=1",
+            kiada.addr
+        ))
+        .body(())
+        .unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        held.push(response.await.unwrap());
+        client = client.ready().await.unwrap();
+    }
+    assert!(held.iter().all(|r| r.status() == 200));
+    let started = Instant::now();
+    let watch = format!("{}/lab/watch?interval_ms=100&duration_s=1", kiada.url());
+    assert_eq!(fetch(watch.clone(), "text/plain").await.status(), 429);
+    // Duration 1 s plus the 5 s grace: the slots are free well before the 10 s a stalled
+    // response is allowed, while the connection and its streams are still open.
+    let freed = eventually(Duration::from_secs(8), || async {
+        fetch(watch.clone(), "text/plain").await.status() == 200
+    })
+    .await;
+    assert!(freed, "still 429 after {:?}", started.elapsed());
+    assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+    drop(held);
+}

@@ -2,9 +2,11 @@
 //! moments the chapter is about — a pod failing readiness and leaving the Service, a rollout
 //! replacing every pod — can be watched as they happen and measured afterwards.
 //!
-//! The calls are made while the response body is being read: the body is a stream that makes
-//! the next call when the previous line has been sent. A client that goes away drops the body,
-//! and with it the call in flight, the timer and the watch's place among the four allowed.
+//! The calls are made by a task of the watch's own, a few pieces ahead of the response body at
+//! most: a client that reads slowly slows the calls, one that stops reading holds no more than
+//! those pieces. The task ends at the watch's deadline (its duration and a grace) whether or
+//! not the body was read, and at once when the client goes away (the call in flight too);
+//! either way the watch's place among the four allowed is free again.
 //!
 //! - `query`: the parameters; `stream`: the response body that drives the calls;
 //! - `calls`: one call and what it came to; `tally`: what has been counted;

@@ -9,6 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::calls::{Caller, Outcome};
@@ -58,9 +59,12 @@ pub async fn watch(
         step: Step::Start,
         _slot: slot,
     };
-    let body = Body::from_stream(futures_util::stream::unfold(watcher, |mut w| async move {
-        let chunk = w.step().await?;
-        Some((Ok::<_, Infallible>(chunk), w))
+    let deadline = Instant::now() + params.duration + GRACE;
+    let (tx, rx) = mpsc::channel::<Bytes>(BUFFERED);
+    tokio::spawn(drive(watcher, tx, deadline));
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        let chunk = rx.recv().await?;
+        Some((Ok::<_, Infallible>(chunk), rx))
     }));
     let content_type = match format {
         Format::Text => "text/plain; charset=utf-8",
@@ -79,6 +83,32 @@ pub async fn watch(
         body,
     )
         .into_response())
+}
+
+/// How long a watch may run past its duration (its last call, the summary) before it is ended.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// Pieces made but not yet taken by the response body. A client that stops reading holds at
+/// most these; the calls wait until it reads again, or until the deadline ends the watch.
+const BUFFERED: usize = 8;
+
+/// Runs the watch on a task of its own, so that its end does not wait for the body to be read:
+/// at the deadline (duration plus [`GRACE`]) it stops, and its slot among the watches is free
+/// again, whether or not the client ever read a byte. A client that goes away closes the
+/// channel, which ends the watch at once, the call in flight included.
+async fn drive(mut watcher: Watcher, tx: mpsc::Sender<Bytes>, deadline: Instant) {
+    loop {
+        let chunk = tokio::select! {
+            _ = tx.closed() => return,
+            _ = tokio::time::sleep_until(deadline) => return,
+            chunk = watcher.step() => chunk,
+        };
+        let Some(chunk) = chunk else { return };
+        tokio::select! {
+            sent = tx.send(chunk) => if sent.is_err() { return },
+            _ = tokio::time::sleep_until(deadline) => return,
+        }
+    }
 }
 
 enum Step {
