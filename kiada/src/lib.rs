@@ -60,6 +60,8 @@ pub struct Config {
     pub networks: page::client_ip::Networks,
     /// The resolver configuration the DNS lab reads.
     pub resolv_conf: std::path::PathBuf,
+    /// The names the DNS lab may ask about.
+    pub dns_names: labs::dns::Names,
 }
 
 impl Config {
@@ -81,6 +83,7 @@ impl Config {
             resolver: None,
             networks: page::client_ip::Networks::default(),
             resolv_conf: labs::dns::RESOLV_CONF.into(),
+            dns_names: labs::dns::Names::default(),
         }
     }
 }
@@ -112,6 +115,7 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         identity,
         limits: Arc::new(labs::Limits::new()),
         resolv_conf: Arc::new(config.resolv_conf.clone()),
+        dns_names: Arc::new(config.dns_names.clone()),
     };
     let service = kit::AppSpec {
         metrics,

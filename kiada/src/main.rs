@@ -65,6 +65,17 @@ struct Cli {
     /// Resolver configuration the DNS lab (/lab/dns) reads
     #[arg(long, env = "RESOLV_CONF", value_name = "PATH", default_value = kiada::labs::dns::RESOLV_CONF)]
     resolv_conf: PathBuf,
+    /// Names the DNS lab may look up: any, the cluster domain's, or only this pod's namespace's
+    #[arg(long, env = "DNS_LAB_SCOPE", value_enum, default_value_t = kiada::labs::dns::Scope::Any)]
+    dns_lab_scope: kiada::labs::dns::Scope,
+    /// The cluster's DNS domain, for the DNS lab's scope
+    #[arg(
+        long,
+        env = "CLUSTER_DOMAIN",
+        value_name = "DOMAIN",
+        default_value = "cluster.local"
+    )]
+    cluster_domain: String,
 }
 
 /// What Kubernetes injects for a Service that existed when the pod started.
@@ -85,9 +96,15 @@ async fn main() -> ExitCode {
     let _logs = kit::telemetry::init(cli.server.log_format);
     let status = kiada::Status::new(&cli.initial_status_message);
     status.follow_stdin();
+    let identity = cli.identity.resolve();
+    let dns_names = kiada::labs::dns::Names {
+        scope: cli.dns_lab_scope,
+        namespace: identity.pod_namespace.clone(),
+        cluster_domain: cli.cluster_domain,
+    };
     let config = kiada::Config {
         server: cli.server,
-        identity: cli.identity.resolve(),
+        identity,
         quote: discovery::discover(
             service_env(cli.quote_url, "QUOTE"),
             "/quote",
@@ -108,6 +125,7 @@ async fn main() -> ExitCode {
             nodes: cli.node_cidrs.unwrap_or_default().0,
         },
         resolv_conf: cli.resolv_conf,
+        dns_names,
     };
     kit::main_with(kiada::build(config)).await
 }

@@ -21,6 +21,9 @@ pub const MAX_WATCHES: usize = 4;
 /// bucket) that both draw on.
 pub struct Limits {
     busy: AtomicBool,
+    /// The DNS lab's own slot: it opens no backend connection, and a silent nameserver must not
+    /// hold the spread lab's.
+    dns: AtomicBool,
     watches: AtomicUsize,
     budget: Mutex<Budget>,
 }
@@ -34,6 +37,7 @@ impl Limits {
     pub fn new() -> Self {
         Limits {
             busy: AtomicBool::new(false),
+            dns: AtomicBool::new(false),
             watches: AtomicUsize::new(0),
             budget: Mutex::new(Budget {
                 tokens: f64::from(CONNECTION_BURST),
@@ -61,6 +65,14 @@ impl Limits {
         }
         budget.tokens -= needed;
         Ok(running)
+    }
+
+    /// Starts a DNS lab run, one at a time per pod, or says that one is running.
+    pub(crate) fn start_dns(&self) -> Result<LabSlot<'_>, Error> {
+        if self.dns.swap(true, Ordering::Acquire) {
+            return Err(Error::LabBusy);
+        }
+        Ok(LabSlot(&self.dns))
     }
 
     /// The bucket, refilled for the time since it was last used.

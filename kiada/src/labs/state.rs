@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::dns::Names;
 use super::limits::Limits;
 use crate::backends::{Backend, Backends};
 
@@ -15,6 +16,8 @@ pub struct LabState {
     pub limits: Arc<Limits>,
     /// The resolver configuration the DNS lab reads.
     pub resolv_conf: Arc<PathBuf>,
+    /// The names the DNS lab may ask about.
+    pub dns_names: Arc<Names>,
 }
 
 impl LabState {

@@ -219,3 +219,88 @@ async fn the_dns_lab_walks_the_search_list_against_a_real_server() {
     }
     drop(dns);
 }
+
+#[tokio::test]
+async fn the_namespace_scope_asks_only_the_pods_own_namespace() {
+    let Some(dns) = dnsmasq() else { return };
+    let s = healthy().await;
+    let mut config = config(&format!("{}/quote", s.quote.url), &s.quiz.url);
+    config.resolv_conf = dns.resolv_conf.clone();
+    config.dns_names = kiada::labs::dns::Names {
+        scope: kiada::labs::dns::Scope::Namespace,
+        namespace: "kiada".into(),
+        cluster_domain: "cluster.local".into(),
+    };
+    let kiada = start(config).await;
+    let url = kiada.url();
+    // The namespace's own Services resolve as before.
+    let quiz = lab(&url, "quiz").await;
+    assert_eq!(quiz["resolved"], "quiz.kiada.svc.cluster.local.", "{quiz}");
+    // Another namespace's Service and an external domain: only the candidate inside the
+    // namespace is asked; the others are listed, not sent.
+    for name in ["kube-dns.kube-system", "example.com"] {
+        let other = lab(&url, name).await;
+        let steps = other["steps"].as_array().unwrap();
+        assert_eq!(steps.len(), 4, "{other}");
+        assert_eq!(steps[0]["outcome"], "nxdomain", "{other}");
+        for step in &steps[1..] {
+            assert_eq!(step["outcome"], "not-asked", "{other}");
+            assert_eq!(step["queries"], 0, "{other}");
+        }
+        assert!(other.get("resolved").is_none(), "{other}");
+    }
+    let page = text(format!("{url}/lab/dns?name=example.com")).await;
+    assert!(
+        page.contains(
+            "4. example.com. -> not asked: outside this lab's scope (kiada.svc.cluster.local.)"
+        ),
+        "{page}"
+    );
+    drop(dns);
+}
+
+#[tokio::test]
+async fn a_silent_nameserver_holds_the_dns_lab_six_seconds_at_most_and_never_the_spread_lab() {
+    // Port 53 on a loopback address of its own, receiving and never answering.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        testkit::skip("dns lab deadline", "needs root for port 53");
+        return;
+    }
+    let silent = std::net::UdpSocket::bind("127.0.0.154:53").expect("port 53 is free there");
+    let dir = tempfile::tempdir().unwrap();
+    let resolv_conf = dir.path().join("resolv.conf");
+    // Seven search domains and ndots:5: eight candidates, 2 s each unbounded: 16 s.
+    std::fs::write(
+        &resolv_conf,
+        "search a.example b.example c.example d.example e.example f.example g.example\n\
+         nameserver 127.0.0.154\noptions ndots:5\n",
+    )
+    .unwrap();
+    let s = healthy().await;
+    let mut config = config(&format!("{}/quote", s.quote.url), &s.quiz.url);
+    config.resolv_conf = resolv_conf;
+    let kiada = start(config).await;
+    let url = kiada.url();
+    let started = Instant::now();
+    let dns = tokio::spawn({
+        let url = url.clone();
+        async move { lab(&url, "quiz").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The spread lab has a slot of its own meanwhile; a second DNS run has not.
+    let spread = fetch(format!("{url}/lab/spread?n=1"), "text/plain").await;
+    assert_eq!(spread.status(), StatusCode::OK);
+    let second = fetch(format!("{url}/lab/dns?name=quiz"), "text/plain").await;
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    let walked = dns.await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(7500), "{took:?}");
+    let steps = walked["steps"].as_array().unwrap();
+    assert!(steps.len() < 8, "{walked}");
+    assert!(steps.iter().all(|s| s["outcome"] == "timeout"), "{walked}");
+    drop(silent);
+}

@@ -340,9 +340,7 @@ async fn backend_text_reaches_a_terminal_without_escapes_or_forged_sections() {
 async fn the_proxy_relays_only_the_types_its_routes_promise_and_nothing_else_runs() {
     let html_quote = serve(Router::new().route(
         "/quote",
-        get(|| async {
-            axum::response::Html("<script>document.title='owned'</script>")
-        }),
+        get(|| async { axum::response::Html("<script>document.title='owned'</script>") }),
     ))
     .await;
     let quiz = serve(quiz("quiz-a", "Q?")).await;

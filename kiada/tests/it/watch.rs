@@ -334,7 +334,13 @@ async fn a_watch_whose_client_never_reads_ends_at_its_deadline_and_frees_its_slo
     let quote_url = format!("{}/quote", quote.url);
     let kiada = testkit::Process::start(
         env!("CARGO_BIN_EXE_kiada"),
-        &["--no-tls", "--quote-url", &quote_url, "--quiz-url", &quiz.url],
+        &[
+            "--no-tls",
+            "--quote-url",
+            &quote_url,
+            "--quiz-url",
+            &quiz.url,
+        ],
     );
     // One HTTP/2 connection whose receive window is never opened: the heads arrive, no body
     // byte ever does, and without a deadline of their own the four watches would hold every
@@ -370,6 +376,10 @@ async fn a_watch_whose_client_never_reads_ends_at_its_deadline_and_frees_its_slo
     })
     .await;
     assert!(freed, "still 429 after {:?}", started.elapsed());
-    assert!(started.elapsed() >= Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     drop(held);
 }

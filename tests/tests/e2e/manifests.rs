@@ -677,6 +677,13 @@ fn the_backend_urls_name_services_defined_here() {
             .flatten()
             .filter_map(|e| Some((e.name.clone(), e.value.clone()?)))
             .collect();
+        // Reachable from outside the cluster: the DNS lab keeps to the pod's namespace.
+        assert_eq!(
+            env.get("DNS_LAB_SCOPE").map(String::as_str),
+            Some("namespace"),
+            "{}",
+            name(d)
+        );
         for (var, want) in [
             ("QUOTE_URL", "http://quote/quote"),
             ("QUIZ_URL", "http://quiz"),

@@ -8,11 +8,13 @@
 //! each with a short timeout; one lab run per pod at a time.
 //!
 //! - `name`: the name typed, checked; `resolv_conf`: the pod's configuration and candidates;
+//! - `scope`: which names it may ask about;
 //! - `walk`: the queries; `report`: what the answers mean, and the text form.
 
 mod name;
 mod report;
 mod resolv_conf;
+pub mod scope;
 mod walk;
 
 use axum::Json;
@@ -23,14 +25,16 @@ use serde::Deserialize;
 
 pub use name::{NameError, check_name};
 pub use resolv_conf::{MAX_CANDIDATES, ResolvConf};
-pub use walk::{DnsLab, QUERY_TIMEOUT, Srv, Step};
+pub use scope::{Names, Scope};
+pub use walk::{DEADLINE, DnsLab, QUERY_TIMEOUT, Srv, Step};
 
 use super::state::LabState;
 use crate::error::Error;
 
-/// Walks the candidates as a stub resolver does, then says what the answer means.
-pub async fn run(name: &str, conf: ResolvConf) -> DnsLab {
-    let mut lab = walk::walk(name, conf).await;
+/// Walks the candidates as a stub resolver does (those in scope), then says what the answer
+/// means.
+pub async fn run(name: &str, conf: ResolvConf, names: &Names) -> DnsLab {
+    let mut lab = walk::walk(name, conf, names).await;
     report::explain(&mut lab);
     lab
 }
@@ -50,10 +54,11 @@ pub async fn lab(
 ) -> Result<Response, Error> {
     let name = check_name(query.name.as_deref().unwrap_or(""))
         .map_err(|e| Error::BadRequest(format!("{e}. Usage: /lab/dns?name=NAME")))?;
-    // A DNS run opens no backend connection, but takes the pod's one lab slot.
-    let _running = state.limits.start(0)?;
+    // A DNS run opens no backend connection; it has a slot of its own, so a slow nameserver
+    // never holds up the spread lab.
+    let _running = state.limits.start_dns()?;
     let conf = resolv_conf::read_resolv_conf(&state.resolv_conf).await?;
-    let result = run(&name, conf).await;
+    let result = run(&name, conf, &state.dns_names).await;
     if json {
         return Ok(Json(result).into_response());
     }

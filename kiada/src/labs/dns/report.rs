@@ -123,6 +123,10 @@ pub(super) fn text(lab: &DnsLab) -> String {
             "nxdomain" => "NXDOMAIN (no such name)".to_owned(),
             "nodata" => "the name exists but has no addresses".to_owned(),
             "timeout" => "no answer (timeout)".to_owned(),
+            "not-asked" => format!(
+                "not asked: {}",
+                step.detail.as_deref().unwrap_or("outside this lab's scope")
+            ),
             _ => format!("error: {}", step.detail.as_deref().unwrap_or("unknown")),
         };
         let _ = writeln!(out, "  {}. {} -> {result}", i + 1, step.name);

@@ -12,9 +12,12 @@ use hickory_client::proto::udp::UdpClientStream;
 use serde::Serialize;
 
 use super::resolv_conf::ResolvConf;
+use super::scope::Names;
 
 /// Each query's time limit.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// The whole walk's: past it no further query is sent, however many candidates are left.
+pub const DEADLINE: Duration = Duration::from_secs(6);
 
 /// The answer to one candidate name.
 #[derive(Clone, Debug, Serialize)]
@@ -22,7 +25,7 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Step {
     pub name: String,
     /// `addresses`, `nxdomain` (no such name), `nodata` (the name exists, without addresses),
-    /// `timeout`, or `error`.
+    /// `timeout`, `error`, or `not-asked` (outside the lab's scope).
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpAddr>,
@@ -61,7 +64,8 @@ pub struct DnsLab {
 
 /// Walks the candidates as a stub resolver does, then asks for the SRV record of the name that
 /// resolved. The meaning and the lesson are left for the report to fill in.
-pub(super) async fn walk(name: &str, conf: ResolvConf) -> DnsLab {
+pub(super) async fn walk(name: &str, conf: ResolvConf, names: &Names) -> DnsLab {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
     let nameserver = conf.nameservers.first().copied();
     let mut lab = DnsLab {
         name: name.to_owned(),
@@ -78,7 +82,34 @@ pub(super) async fn walk(name: &str, conf: ResolvConf) -> DnsLab {
     };
     let server = SocketAddr::new(server, 53);
     for candidate in lab.resolv_conf.candidates(name) {
-        let step = lookup(server, &candidate).await;
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            lab.steps.push(Step {
+                name: candidate,
+                outcome: "timeout",
+                addresses: Vec::new(),
+                cnames: Vec::new(),
+                detail: Some(format!(
+                    "not asked: the lab's {} s limit was reached",
+                    DEADLINE.as_secs()
+                )),
+                queries: 0,
+            });
+            break;
+        }
+        if !names.allows(&candidate) {
+            let zone = names.zone().unwrap_or_default();
+            lab.steps.push(Step {
+                name: candidate,
+                outcome: "not-asked",
+                addresses: Vec::new(),
+                cnames: Vec::new(),
+                detail: Some(format!("outside this lab's scope ({zone})")),
+                queries: 0,
+            });
+            continue;
+        }
+        let step = lookup(server, &candidate, left.min(QUERY_TIMEOUT)).await;
         let found = step.outcome == "addresses";
         lab.steps.push(step);
         if found {
@@ -88,7 +119,12 @@ pub(super) async fn walk(name: &str, conf: ResolvConf) -> DnsLab {
     }
     if let Some(resolved) = &lab.resolved {
         let srv_name = format!("_http._tcp.{resolved}");
-        if let Some(records) = srv(server, &srv_name).await {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let srv = match left.is_zero() {
+            true => None,
+            false => srv(server, &srv_name, left.min(QUERY_TIMEOUT)).await,
+        };
+        if let Some(records) = srv {
             lab.srv = Some(Srv {
                 name: srv_name,
                 records,
@@ -98,7 +134,7 @@ pub(super) async fn walk(name: &str, conf: ResolvConf) -> DnsLab {
     lab
 }
 
-async fn lookup(server: SocketAddr, candidate: &str) -> Step {
+async fn lookup(server: SocketAddr, candidate: &str, timeout: Duration) -> Step {
     let mut step = Step {
         name: candidate.to_owned(),
         outcome: "error",
@@ -113,7 +149,7 @@ async fn lookup(server: SocketAddr, candidate: &str) -> Step {
     };
     for record_type in [RecordType::A, RecordType::AAAA] {
         step.queries += 1;
-        match query(server, name.clone(), record_type).await {
+        match query(server, name.clone(), record_type, timeout).await {
             Ok(answer) => {
                 if answer.code == ResponseCode::NXDomain {
                     step.outcome = "nxdomain";
@@ -138,10 +174,7 @@ async fn lookup(server: SocketAddr, candidate: &str) -> Step {
             }
             Err(Failure::Timeout) => {
                 step.outcome = "timeout";
-                step.detail = Some(format!(
-                    "no answer within {} s",
-                    QUERY_TIMEOUT.as_secs_f64()
-                ));
+                step.detail = Some(format!("no answer within {} s", timeout.as_secs_f64()));
                 return step;
             }
             Err(Failure::Other(e)) => {
@@ -166,16 +199,21 @@ enum Failure {
     Other(String),
 }
 
-async fn query(server: SocketAddr, name: Name, record_type: RecordType) -> Result<Answer, Failure> {
+async fn query(
+    server: SocketAddr,
+    name: Name,
+    record_type: RecordType,
+    timeout: Duration,
+) -> Result<Answer, Failure> {
     let stream = UdpClientStream::builder(server, TokioRuntimeProvider::default())
-        .with_timeout(Some(QUERY_TIMEOUT))
+        .with_timeout(Some(timeout))
         .build();
     let (mut client, background) = Client::connect(stream)
         .await
         .map_err(|e| Failure::Other(e.to_string()))?;
     let background = tokio::spawn(background);
     let asked = tokio::time::timeout(
-        QUERY_TIMEOUT + Duration::from_millis(200),
+        timeout + Duration::from_millis(200),
         client.query(name, DNSClass::IN, record_type),
     )
     .await;
@@ -214,8 +252,8 @@ async fn query(server: SocketAddr, name: Name, record_type: RecordType) -> Resul
     Ok(answer)
 }
 
-async fn srv(server: SocketAddr, name: &str) -> Option<Vec<String>> {
+async fn srv(server: SocketAddr, name: &str, timeout: Duration) -> Option<Vec<String>> {
     let name = Name::from_ascii(name).ok()?;
-    let answer = query(server, name, RecordType::SRV).await.ok()?;
+    let answer = query(server, name, RecordType::SRV, timeout).await.ok()?;
     (!answer.srv.is_empty()).then_some(answer.srv)
 }
