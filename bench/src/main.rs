@@ -6,6 +6,7 @@
 //! PostgreSQL server too.
 
 mod compare;
+mod logs;
 mod procs;
 mod report;
 mod wrk;
@@ -16,8 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use procs::{Proc, binary, free_port};
-use report::{Outcome, Report, Run, Startup};
+use procs::{Proc, Setup, binary, free_port};
+use report::{NGINX_LOGGED, NGINX_QUIET, Outcome, QUOTE_LOGGED, QUOTE_QUIET, Report, Run, Startup};
 
 /// Where a report's hand-measured notes begin; the harness keeps them when it rewrites it.
 const MEASURED_BY_HAND: &str = "\n## Measured by hand";
@@ -27,23 +28,33 @@ const MEASURED_BY_HAND: &str = "\n## Measured by hand";
 #[command(name = "bench")]
 struct Args {
     /// A second per scenario and no targets: checks that the harness works
-    #[arg(long)]
+    #[arg(long, env = "BENCH_SMOKE")]
     smoke: bool,
     /// Seconds of load per scenario
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, env = "BENCH_DURATION", default_value_t = 10)]
     duration: u64,
     /// Concurrent connections of the load generator
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, env = "BENCH_CONNECTIONS", default_value_t = 64)]
     connections: u32,
-    /// Where to write the report [default: BENCHMARKS.md, or target/bench-smoke.md with --smoke]
-    #[arg(long)]
+    /// Only the scenarios whose names begin so (`quote,nginx`: quote and its nginx baselines),
+    /// their targets, and no start-ups; the report then goes to target/bench-only.md
+    #[arg(long, env = "BENCH_ONLY", value_name = "PREFIX", value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where to write the report [default: BENCHMARKS.md, target/bench-smoke.md with --smoke,
+    /// target/bench-only.md with --only]
+    #[arg(long, env = "BENCH_OUT")]
     out: Option<PathBuf>,
     /// Instead of the report: this build (A) against the build of a git revision (B), quote
     /// /quote and kiada /text alternating A B B A, and the median ratio B ÷ A
-    #[arg(long, value_name = "REV")]
+    #[arg(
+        long,
+        env = "BENCH_COMPARE",
+        value_name = "REV",
+        conflicts_with = "only"
+    )]
     compare: Option<String>,
     /// Rounds of A and B with --compare
-    #[arg(long, default_value_t = 5, requires = "compare")]
+    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 5, requires = "compare")]
     rounds: usize,
 }
 
@@ -80,20 +91,28 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime for the balancer");
     let _guard = runtime.enter();
 
-    let mut report = Report::new(args.smoke, duration, connections);
+    let mut report = Report::new(args.smoke, args.only.clone(), duration, connections);
     // The build just wrote hundreds of megabytes; quiz's start-up syncs its new database and
     // would wait for that writeback instead of measuring itself.
     let _ = Command::new("sync").status();
-    report.startups = measure_startups(scratch.path(), if args.smoke { 1 } else { 9 });
+    if args.only.is_empty() {
+        report.startups = measure_startups(scratch.path(), if args.smoke { 1 } else { 9 });
+    }
     let warm_up = match args.smoke {
         true => Duration::ZERO,
         false => Duration::from_secs(2),
     };
-    run_load(&mut report, scratch.path(), duration, connections, warm_up);
+    if let Err(e) = run_load(&mut report, scratch.path(), duration, connections, warm_up) {
+        eprintln!("bench: {e}");
+        return ExitCode::FAILURE;
+    }
 
-    let out = args.out.unwrap_or_else(|| match args.smoke {
-        true => workspace().join("target/bench-smoke.md"),
-        false => workspace().join("BENCHMARKS.md"),
+    let out = args.out.unwrap_or_else(|| {
+        workspace().join(match (args.smoke, args.only.is_empty()) {
+            (true, _) => "target/bench-smoke.md",
+            (false, false) => "target/bench-only.md",
+            (false, true) => "BENCHMARKS.md",
+        })
     });
     let outcomes = report.targets();
     println!("{}", report.table(&outcomes));
@@ -272,13 +291,19 @@ fn scenario(
     summary
 }
 
+/// The names of the scenarios the harness refers to more than once.
+const QUIZ_POST: &str = "quiz POST /questions/1/answers (durable)";
+const PG_READ: &str = "quiz on PostgreSQL GET /questions/random";
+const PG_POST: &str = "quiz on PostgreSQL POST /questions/1/answers (durable)";
+const PG_STATS: &str = "quiz on PostgreSQL GET /stats";
+
 fn run_load(
     report: &mut Report,
     scratch: &Path,
     duration: Duration,
     connections: u32,
     warm_up: Duration,
-) {
+) -> Result<(), logs::LogCheck> {
     let start = |name: &str, program: &str, args: Vec<String>, port: u16, ready: &str| {
         Proc::start(name, &binary(program), &args, port, ready).0
     };
@@ -351,7 +376,6 @@ fn run_load(
         hello_port,
         "/",
     );
-    let nginx = report::Nginx::start(scratch);
 
     let load = Load {
         scratch,
@@ -359,9 +383,12 @@ fn run_load(
         connections,
         warm_up,
     };
+    // A scenario `--only` leaves out is not run and gives no summary.
     let run =
         |report: &mut Report, name: &str, url: String, post: Option<wrk::Post>, watch: &[&Proc]| {
-            scenario(report, &load, name, url, post, watch)
+            report
+                .selects(name)
+                .then(|| scenario(report, &load, name, url, post, watch))
         };
     run(
         report,
@@ -370,20 +397,7 @@ fn run_load(
         None,
         &[&hello],
     );
-    run(
-        report,
-        "nginx static file (baseline)",
-        nginx.url(),
-        None,
-        &[],
-    );
-    run(
-        report,
-        "quote GET /quote",
-        quote1.clone(),
-        None,
-        &[&quotes[0]],
-    );
+    quote_against_nginx(report, &load)?;
     run(
         report,
         "fan-out floor GET /text (baseline)",
@@ -439,25 +453,28 @@ fn run_load(
         &[&quiz],
     );
 
-    let answers_before = stored_answers(&quiz);
     let post = wrk::Post {
         body: r#"{"questionId": 1, "answerIndex": 0}"#,
     };
-    let writes = run(
-        report,
-        "quiz POST /questions/1/answers (durable)",
-        format!("{}/questions/1/answers", quiz.url()),
-        Some(post),
-        &[&quiz],
-    );
-    let stored = stored_answers(&quiz) - answers_before;
-    report.acknowledged = writes.requests - writes.errors_status;
-    report.stored = stored;
-    report.naive_inserts_per_s = naive_sqlite(&scratch.join("naive.db"), duration);
-    println!(
-        "naive SQLite loop: {:.0} commits/s",
-        report.naive_inserts_per_s
-    );
+    if report.selects(QUIZ_POST) {
+        let answers_before = stored_answers(&quiz);
+        let writes = scenario(
+            report,
+            &load,
+            QUIZ_POST,
+            format!("{}/questions/1/answers", quiz.url()),
+            Some(post),
+            &[&quiz],
+        );
+        let stored = stored_answers(&quiz) - answers_before;
+        report.acknowledged = writes.requests - writes.errors_status;
+        report.stored = stored;
+        report.naive_inserts_per_s = naive_sqlite(&scratch.join("naive.db"), duration);
+        println!(
+            "naive SQLite loop: {:.0} commits/s",
+            report.naive_inserts_per_s
+        );
+    }
     run(
         report,
         "quiz GET /stats",
@@ -468,8 +485,14 @@ fn run_load(
     drop(quiz);
 
     // The same on PostgreSQL: a server of its own, flushing as in production (fsync on).
+    if ![PG_READ, PG_POST, PG_STATS]
+        .into_iter()
+        .any(|name| report.selects(name))
+    {
+        return Ok(());
+    }
     let Some(server) = testkit::Postgres::start("bench: quiz on PostgreSQL", &[]) else {
-        return;
+        return Ok(());
     };
     let database = server.create_database();
     let quiz_port = free_port();
@@ -482,38 +505,114 @@ fn run_load(
     );
     run(
         report,
-        "quiz on PostgreSQL GET /questions/random",
+        PG_READ,
         format!("{}/questions/random", quiz.url()),
         None,
         &[&quiz],
     );
-    let writes = run(
-        report,
-        "quiz on PostgreSQL POST /questions/1/answers (durable)",
-        format!("{}/questions/1/answers", quiz.url()),
-        Some(post),
-        &[&quiz],
-    );
-    // Counted by the server itself, not through quiz.
-    let stored = server
-        .sql(&database, "SELECT COUNT(*) FROM answers")
-        .parse()
-        .expect("a count");
-    let naive_db = server.create_database();
-    let naive_inserts_per_s = naive_postgres(&server.url(&naive_db), duration);
-    println!("naive PostgreSQL loop: {naive_inserts_per_s:.0} commits/s");
-    report.postgres = Some(report::PostgresRun {
-        naive_inserts_per_s,
-        acknowledged: writes.requests - writes.errors_status,
-        stored,
-    });
+    if report.selects(PG_POST) {
+        let writes = scenario(
+            report,
+            &load,
+            PG_POST,
+            format!("{}/questions/1/answers", quiz.url()),
+            Some(post),
+            &[&quiz],
+        );
+        // Counted by the server itself, not through quiz.
+        let stored = server
+            .sql(&database, "SELECT COUNT(*) FROM answers")
+            .parse()
+            .expect("a count");
+        let naive_db = server.create_database();
+        let naive_inserts_per_s = naive_postgres(&server.url(&naive_db), duration);
+        println!("naive PostgreSQL loop: {naive_inserts_per_s:.0} commits/s");
+        report.postgres = Some(report::PostgresRun {
+            naive_inserts_per_s,
+            acknowledged: writes.requests - writes.errors_status,
+            stored,
+        });
+    }
     run(
         report,
-        "quiz on PostgreSQL GET /stats",
+        PG_STATS,
         format!("{}/stats", quiz.url()),
         None,
         &[&quiz],
     );
+    Ok(())
+}
+
+/// quote against nginx, like with like, in adjacent pairs: without a line per request on either
+/// side (quote at `RUST_LOG=warn`, nginx with `access_log off`), then with one on both, each
+/// written to a file in the scratch directory (quote's default `info`, nginx's default
+/// `combined`). Processes of their own, so that no other scenario's lines land in those files;
+/// the logs are checked, then deleted before their pages are due to be written back to disk.
+fn quote_against_nginx(report: &mut Report, load: &Load) -> Result<(), logs::LogCheck> {
+    if ![NGINX_QUIET, QUOTE_QUIET, NGINX_LOGGED, QUOTE_LOGGED]
+        .into_iter()
+        .any(|name| report.selects(name))
+    {
+        return Ok(());
+    }
+    let nginx = report::Nginx::start(load.scratch);
+    let quote_with = |name: &str, log: &Path, env: &[(&str, &str)]| {
+        let port = free_port();
+        let setup = Setup {
+            env,
+            stdout: Some(log),
+        };
+        let args = service_args(port, &["--pod-name", name]);
+        Proc::start_with(
+            name,
+            &binary("quote"),
+            &args,
+            port,
+            "/healthz/ready",
+            &setup,
+        )
+        .0
+    };
+    let quiet_log = load.scratch.join("quote-warn.log");
+    let logged_log = load.scratch.join("quote.log");
+    let quiet = quote_with("quote-warn", &quiet_log, &[("RUST_LOG", "warn")]);
+    let logged = quote_with("quote", &logged_log, &[]);
+    let access_log = nginx.access_log().to_owned();
+
+    if report.selects(NGINX_QUIET) {
+        let before = logs::size(&access_log)?;
+        scenario(report, load, NGINX_QUIET, nginx.url_quiet(), None, &[]);
+        let after = logs::size(&access_log)?;
+        if after != before {
+            return Err(logs::LogCheck::Grew {
+                scenario: NGINX_QUIET,
+                path: access_log,
+                before,
+                after,
+            });
+        }
+    }
+    if report.selects(QUOTE_QUIET) {
+        let url = format!("{}/quote", quiet.url());
+        scenario(report, load, QUOTE_QUIET, url, None, &[&quiet]);
+        logs::has_none(QUOTE_QUIET, &quiet_log, logs::QUOTE_LINE)?;
+    }
+    if report.selects(NGINX_LOGGED) {
+        let s = scenario(report, load, NGINX_LOGGED, nginx.url_logged(), None, &[]);
+        let line = logs::NGINX_LINE;
+        logs::has_lines(NGINX_LOGGED, &access_log, line, s.requests, logs::SETTLE)?;
+    }
+    if report.selects(QUOTE_LOGGED) {
+        let url = format!("{}/quote", logged.url());
+        let s = scenario(report, load, QUOTE_LOGGED, url, None, &[&logged]);
+        let line = logs::QUOTE_LINE;
+        logs::has_lines(QUOTE_LOGGED, &logged_log, line, s.requests, logs::SETTLE)?;
+    }
+    drop((nginx, quiet, logged));
+    for log in [&access_log, &quiet_log, &logged_log] {
+        let _ = std::fs::remove_file(log);
+    }
+    Ok(())
 }
 
 /// The baseline for durable writes on PostgreSQL: one connection, one insert per transaction

@@ -1,6 +1,7 @@
 //! Service processes for the benchmark: start, wait until ready, and read their memory and CPU
 //! from /proc.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,6 +38,16 @@ pub fn binary(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
 
+/// How a process is started besides its arguments.
+#[derive(Default)]
+pub struct Setup<'a> {
+    /// Set in its environment. `RUST_LOG` is never inherited from the harness: a process logs as
+    /// shipped (request lines at info) unless this sets it.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Where its standard output, the log, goes: this file (created or truncated), or nowhere.
+    pub stdout: Option<&'a Path>,
+}
+
 impl Proc {
     /// Starts `program` and waits for 200 on `ready_path`; returns it and the time that took.
     pub fn start(
@@ -46,12 +57,32 @@ impl Proc {
         port: u16,
         ready_path: &str,
     ) -> (Proc, Duration) {
+        Proc::start_with(name, program, args, port, ready_path, &Setup::default())
+    }
+
+    /// [`Proc::start`] with an environment and a log file of its own.
+    pub fn start_with(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        port: u16,
+        ready_path: &str,
+        setup: &Setup,
+    ) -> (Proc, Duration) {
+        let stdout = match setup.stdout {
+            // As shipped: request logging at info, to a sink (the pod's log file in a cluster).
+            None => Stdio::null(),
+            Some(path) => File::create(path)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()))
+                .into(),
+        };
         let started = Instant::now();
         let child = Command::new(program)
             .args(args)
-            // As shipped: request logging at info, to a sink (the pod's log file in a cluster).
+            .env_remove("RUST_LOG")
+            .envs(setup.env.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
