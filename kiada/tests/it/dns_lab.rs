@@ -28,14 +28,22 @@ impl Drop for Dnsmasq {
 }
 
 fn dnsmasq() -> Option<Dnsmasq> {
-    let root = std::process::Command::new("id")
+    dnsmasq_at(ADDRESS, &[])
+}
+
+fn root() -> bool {
+    std::process::Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// dnsmasq on `address`, port 53, answering the lab's names; `extra` adds to its arguments.
+fn dnsmasq_at(address: &str, extra: &[String]) -> Option<Dnsmasq> {
     let binary = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
         .into_iter()
         .find(|p| Path::new(p).exists());
-    let Some(binary) = binary.filter(|_| root) else {
+    let Some(binary) = binary.filter(|_| root()) else {
         testkit::skip(
             "dns lab",
             "needs dnsmasq (Debian's dnsmasq-base) and root for port 53",
@@ -49,7 +57,10 @@ fn dnsmasq() -> Option<Dnsmasq> {
         "10.96.0.20 quiz.kiada.svc.cluster.local\n\
          10.244.1.5 quote-headless.kiada.svc.cluster.local\n\
          10.244.2.6 quote-headless.kiada.svc.cluster.local\n\
-         10.244.3.7 quote-headless.kiada.svc.cluster.local\n",
+         10.244.3.7 quote-headless.kiada.svc.cluster.local\n\
+         10.244.1.9 tips.quote-headless.kiada.svc.cluster.local\n\
+         10.96.0.1 kubernetes.default.svc.cluster.local\n\
+         10.96.0.99 gap.cluster.local\n",
     )
     .unwrap();
     let resolv_conf = dir.path().join("resolv.conf");
@@ -57,7 +68,7 @@ fn dnsmasq() -> Option<Dnsmasq> {
         &resolv_conf,
         format!(
             "search kiada.svc.cluster.local svc.cluster.local cluster.local\n\
-             nameserver {ADDRESS}\noptions ndots:5\n"
+             nameserver {address}\noptions ndots:5\n"
         ),
     )
     .unwrap();
@@ -71,14 +82,17 @@ fn dnsmasq() -> Option<Dnsmasq> {
             "--port=53",
             "--user=root",
             "--pid-file",
-            &format!("--listen-address={ADDRESS}"),
+            &format!("--listen-address={address}"),
             &format!("--addn-hosts={}", hosts.display()),
             "--cname=quiz-alias.kiada.svc.cluster.local,quiz.kiada.svc.cluster.local",
             "--srv-host=_http._tcp.quiz.kiada.svc.cluster.local,quiz.kiada.svc.cluster.local,80",
+            // A name with a record of another type only: NODATA for A and AAAA.
+            "--txt-record=gap.svc.cluster.local,a name without addresses",
             // Everything else is NXDOMAIN here, never forwarded anywhere.
             "--local=/cluster.local/",
             "--local=/#/",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -91,7 +105,7 @@ fn dnsmasq() -> Option<Dnsmasq> {
         .unwrap();
     let query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04quiz\x00\x00\x01\x00\x01";
     loop {
-        let _ = socket.send_to(query, (ADDRESS, 53));
+        let _ = socket.send_to(query, (address, 53));
         let mut answer = [0u8; 512];
         if socket.recv(&mut answer).is_ok() {
             break;
@@ -126,7 +140,8 @@ async fn the_dns_lab_walks_the_search_list_against_a_real_server() {
     assert_eq!(quiz["steps"].as_array().unwrap().len(), 1, "{quiz}");
     assert_eq!(quiz["resolved"], "quiz.kiada.svc.cluster.local.");
     assert_eq!(quiz["steps"][0]["addresses"][0], "10.96.0.20");
-    assert_eq!(quiz["steps"][0]["queries"], 1);
+    // A and AAAA at once, as getaddrinfo for any address family asks.
+    assert_eq!(quiz["steps"][0]["queries"], 2);
     assert!(quiz["meaning"].as_str().unwrap().contains("One address"));
     assert_eq!(
         quiz["srv"]["name"],
@@ -140,7 +155,10 @@ async fn the_dns_lab_walks_the_search_list_against_a_real_server() {
         "{quiz}"
     );
     assert!(
-        quiz["lesson"].as_str().unwrap().contains("1 try (1 query)"),
+        quiz["lesson"]
+            .as_str()
+            .unwrap()
+            .contains("1 try (2 queries"),
         "{quiz}"
     );
 
@@ -260,8 +278,10 @@ async fn the_namespace_scope_asks_only_the_pods_own_namespace() {
 }
 
 #[tokio::test]
-async fn a_silent_nameserver_holds_the_dns_lab_six_seconds_at_most_and_never_the_spread_lab() {
-    // Port 53 on a loopback address of its own, receiving and never answering.
+async fn a_slow_nameserver_holds_the_dns_lab_six_seconds_at_most_and_never_the_spread_lab() {
+    // Port 53 on a loopback address of its own: every query answered NXDOMAIN after 1.5 s, so
+    // that the walk goes on (musl stops at a timeout, not at NXDOMAIN) and eight candidates
+    // would take 12 s.
     let root = std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -270,10 +290,23 @@ async fn a_silent_nameserver_holds_the_dns_lab_six_seconds_at_most_and_never_the
         testkit::skip("dns lab deadline", "needs root for port 53");
         return;
     }
-    let silent = std::net::UdpSocket::bind("127.0.0.154:53").expect("port 53 is free there");
+    let slow = std::net::UdpSocket::bind("127.0.0.154:53").expect("port 53 is free there");
+    let server = slow.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok((n, from)) = server.recv_from(&mut buf) {
+            let mut answer = buf[..n].to_vec();
+            let socket = server.try_clone().unwrap();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(1500));
+                answer[2] |= 0x80; // a response
+                answer[3] = (answer[3] & 0xf0) | 3; // NXDOMAIN
+                let _ = socket.send_to(&answer, from);
+            });
+        }
+    });
     let dir = tempfile::tempdir().unwrap();
     let resolv_conf = dir.path().join("resolv.conf");
-    // Seven search domains and ndots:5: eight candidates, 2 s each unbounded: 16 s.
     std::fs::write(
         &resolv_conf,
         "search a.example b.example c.example d.example e.example f.example g.example\n\
@@ -299,8 +332,218 @@ async fn a_silent_nameserver_holds_the_dns_lab_six_seconds_at_most_and_never_the
     let walked = dns.await.unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_millis(7500), "{took:?}");
+    assert_eq!(walked["ended"], "deadline", "{walked}");
     let steps = walked["steps"].as_array().unwrap();
-    assert!(steps.len() < 8, "{walked}");
-    assert!(steps.iter().all(|s| s["outcome"] == "timeout"), "{walked}");
-    drop(silent);
+    assert!((3..8).contains(&steps.len()), "{walked}");
+    let last = steps.last().unwrap();
+    assert!(
+        last["outcome"] == "not-asked" || last["outcome"] == "timeout",
+        "{walked}"
+    );
+    assert!(
+        last["detail"].as_str().unwrap().contains("6 s limit"),
+        "{walked}"
+    );
+    drop(slow);
+}
+
+/// A getaddrinfo client linked with musl, the C library of the suite's images: what curl and
+/// kiada's own lookups do in a pod.
+const MUSL_CLIENT: &str = r#"
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <sys/socket.h>
+int main(int argc, char **argv) {
+    struct addrinfo hints = {0}, *res, *p;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(argv[1], NULL, &hints, &res);
+    if (rc) { printf("error %d\n", rc); return 2; }
+    for (p = res; p; p = p->ai_next) {
+        char text[64];
+        void *a = p->ai_family == AF_INET
+            ? (void *)&((struct sockaddr_in *)p->ai_addr)->sin_addr
+            : (void *)&((struct sockaddr_in6 *)p->ai_addr)->sin6_addr;
+        printf("%s\n", inet_ntop(p->ai_family, a, text, sizeof text));
+    }
+    return 0;
+}
+"#;
+
+/// The (type, name) of every A and AAAA query dnsmasq logged after byte `from` of its log.
+fn logged_queries(log: &Path, from: usize) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.get(from..)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("query[")? + 6..];
+            let (kind, rest) = rest.split_once("] ")?;
+            let name = rest.split(" from ").next()?;
+            matches!(kind, "A" | "AAAA").then(|| (kind.to_owned(), name.to_ascii_lowercase()))
+        })
+        .collect()
+}
+
+/// The names asked, in order, each once, and how many queries each got.
+fn walk_of(queries: &[(String, String)]) -> Vec<(String, usize)> {
+    let mut walk: Vec<(String, usize)> = Vec::new();
+    for (_, name) in queries {
+        match walk.last_mut() {
+            Some((last, n)) if last == name => *n += 1,
+            _ => walk.push((name.clone(), 1)),
+        }
+    }
+    walk
+}
+
+#[tokio::test]
+async fn the_lab_walks_the_names_musl_walks_and_stops_where_musl_stops() {
+    let musl_gcc = ["/usr/bin/musl-gcc", "/usr/local/bin/musl-gcc"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(musl_gcc) = musl_gcc.filter(|_| root()) else {
+        testkit::skip(
+            "dns lab against musl",
+            "needs musl-gcc (Debian's musl-tools) and root (port 53, a private mount namespace)",
+        );
+        return;
+    };
+    let address = "127.0.0.156";
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("queries.log");
+    std::fs::write(&log, "").unwrap();
+    let Some(dns) = dnsmasq_at(
+        address,
+        &[
+            "--log-queries".into(),
+            format!("--log-facility={}", log.display()),
+        ],
+    ) else {
+        return;
+    };
+    let source = dir.path().join("lookup.c");
+    std::fs::write(&source, MUSL_CLIENT).unwrap();
+    let client = dir.path().join("lookup");
+    let built = Command::new(musl_gcc)
+        .args(["-static", "-O1", "-o"])
+        .arg(&client)
+        .arg(&source)
+        .status()
+        .unwrap();
+    assert!(built.success(), "musl-gcc builds the client");
+
+    // A pod's resolv.conf in namespace kiada, and the dnsConfig experiment's (ndots 1, two
+    // more search domains: manifests/experiments/50-dns-config.yaml).
+    let pod = dns.resolv_conf.clone();
+    let with_dns_config = dir.path().join("dns-config.resolv.conf");
+    std::fs::write(
+        &with_dns_config,
+        format!(
+            "search kiada.svc.cluster.local svc.cluster.local cluster.local \
+             quote-headless.kiada.svc.cluster.local default.svc.cluster.local\n\
+             nameserver {address}\noptions ndots:1\n"
+        ),
+    )
+    .unwrap();
+    let s = healthy().await;
+    let mut kiadas = Vec::new();
+    for conf in [&pod, &with_dns_config] {
+        let mut config = config(&format!("{}/quote", s.quote.url), &s.quiz.url);
+        config.resolv_conf = conf.clone();
+        kiadas.push(start(config).await);
+    }
+    let cases: &[(usize, &str)] = &[
+        (0, "quiz"),
+        (0, "quiz.kiada"),
+        (0, "quiz.kiada.svc.cluster.local"),
+        (0, "quiz.kiada.svc.cluster.local."),
+        (0, "quote-headless"),
+        (0, "quiz-alias"),
+        (0, "nobody-has-this"),
+        // NODATA at the second candidate: gap.svc.cluster.local has only a TXT record, and
+        // gap.cluster.local, the third candidate, has an address musl never reaches.
+        (0, "gap"),
+        (1, "tips"),
+        (1, "kubernetes"),
+        (1, "quiz.kiada"),
+        (1, "quiz"),
+    ];
+    let settle = || std::thread::sleep(Duration::from_millis(300));
+    for &(conf, name) in cases {
+        let conf_path = [&pod, &with_dns_config][conf];
+        settle();
+        let before = std::fs::metadata(&log).unwrap().len() as usize;
+        let out = Command::new("unshare")
+            .args([
+                "-m",
+                "sh",
+                "-c",
+                r#"mount --bind "$0" /etc/resolv.conf && exec "$1" "$2""#,
+            ])
+            .arg(conf_path)
+            .arg(&client)
+            .arg(name)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        settle();
+        let musl = logged_queries(&log, before);
+        let before = std::fs::metadata(&log).unwrap().len() as usize;
+        let lab = lab(&kiadas[conf].url(), name).await;
+        settle();
+        let ours = logged_queries(&log, before);
+        let case = format!(
+            "{name} with {}:\nmusl {musl:?}\nlab {ours:?}\n{lab}",
+            conf_path.display()
+        );
+        assert!(!musl.is_empty(), "{case}");
+        assert_eq!(walk_of(&ours), walk_of(&musl), "{case}");
+        assert!(
+            walk_of(&musl).iter().all(|(_, n)| *n == 2),
+            "A and AAAA each: {case}"
+        );
+        let queries: u64 = lab["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["queries"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            queries as usize,
+            musl.len(),
+            "the queries the lab reports: {case}"
+        );
+        // The same verdict: musl's addresses when it resolved, an error when it did not.
+        match out.status.code() {
+            Some(0) => {
+                assert_eq!(lab["ended"], "resolved", "{case}");
+                let mut theirs: Vec<&str> = said.lines().collect();
+                let mut mine: Vec<String> =
+                    lab["steps"].as_array().unwrap().last().unwrap()["addresses"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|a| a.as_str().unwrap().to_owned())
+                        .collect();
+                theirs.sort();
+                theirs.dedup();
+                mine.sort();
+                assert_eq!(mine, theirs, "{case}");
+            }
+            _ => assert_ne!(lab["ended"], "resolved", "{case}\nmusl said {said}"),
+        }
+    }
+    // The NODATA case, said in the lab's own words.
+    let gap = lab(&kiadas[0].url(), "gap").await;
+    assert_eq!(gap["ended"], "nodata", "{gap}");
+    assert!(
+        gap["lesson"]
+            .as_str()
+            .unwrap()
+            .contains("glibc would go on"),
+        "{gap}"
+    );
+    drop(dns);
 }

@@ -42,7 +42,7 @@ fn meaning(step: &Step) -> String {
 }
 
 fn lesson(lab: &DnsLab) -> String {
-    let tries = lab.steps.len();
+    let tries = lab.steps.iter().filter(|s| s.queries > 0).count();
     let queries: usize = lab.steps.iter().map(|s| s.queries).sum();
     let count =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
@@ -66,18 +66,46 @@ fn lesson(lab: &DnsLab) -> String {
             count(dots, "dot", "dots")
         )
     };
-    match &lab.resolved {
-        Some(resolved) => format!(
-            "{} took {} ({}) to resolve, as {resolved}: {why}.",
+    let asked = count(tries, "try", "tries");
+    let sent = count(queries, "query", "queries");
+    let at = lab
+        .steps
+        .iter()
+        .rev()
+        .find(|s| s.queries > 0)
+        .map_or("", |s| s.name.as_str());
+    match lab.ended {
+        "resolved" => format!(
+            "{} took {asked} ({sent}, A and AAAA for each) to resolve, as {}: {why}.",
             lab.name,
-            count(tries, "try", "tries"),
-            count(queries, "query", "queries")
+            lab.resolved.as_deref().unwrap_or(at)
         ),
-        None if lab.steps.iter().any(|s| s.outcome == "timeout") => format!(
-            "{} did not resolve: the nameserver did not answer in time ({why}).",
+        "nodata" => format!(
+            "{} did not resolve: the walk stopped at {at}, a name that exists without an A or \
+             AAAA record. musl gives up at such an answer (no address) rather than try the next \
+             candidate; glibc would go on ({why}).",
             lab.name
         ),
-        None => format!(
+        "servfail" => format!(
+            "{} did not resolve: the nameserver failed (SERVFAIL) for {at}, and musl gives up \
+             there (try again later); glibc would try the next candidate ({why}).",
+            lab.name
+        ),
+        "timeout" => format!(
+            "{} did not resolve: the nameserver did not answer in time for {at}, and musl \
+             gives up there, as glibc does ({why}).",
+            lab.name
+        ),
+        "error" => format!(
+            "{} did not resolve: the nameserver refused or could not answer for {at}, and \
+             musl gives up there ({why}).",
+            lab.name
+        ),
+        "deadline" => format!(
+            "{} did not resolve within the lab's time limit after {asked} ({why}).",
+            lab.name
+        ),
+        _ => format!(
             "{} did not resolve: no candidate name exists ({why}).",
             lab.name
         ),
@@ -121,8 +149,9 @@ pub(super) fn text(lab: &DnsLab) -> String {
                 .collect::<Vec<_>>()
                 .join(", "),
             "nxdomain" => "NXDOMAIN (no such name)".to_owned(),
-            "nodata" => "the name exists but has no addresses".to_owned(),
-            "timeout" => "no answer (timeout)".to_owned(),
+            "nodata" => "the name exists but has no addresses: the walk stops here".to_owned(),
+            "servfail" => "SERVFAIL (the server failed): the walk stops here".to_owned(),
+            "timeout" => "no answer (timeout): the walk stops here".to_owned(),
             "not-asked" => format!(
                 "not asked: {}",
                 step.detail.as_deref().unwrap_or("outside this lab's scope")

@@ -1,5 +1,10 @@
-//! The walk: each candidate name asked of the nameserver, in order, until one resolves; then
-//! the SRV record of the port named `http`.
+//! The walk: each candidate name asked of the nameserver, in order, as musl (the C library of
+//! the suite's images, and so what curl and kiada use in a pod) walks them: A and AAAA at once
+//! for each (`getaddrinfo` with `AF_UNSPEC`), on to the next candidate only when the name does
+//! not exist (NXDOMAIN), and a stop at the first candidate that answers anything else — its
+//! addresses, a name without addresses (NODATA), a server failure, a timeout. Then the SRV
+//! record of the port named `http` of the name that resolved.
+//! (musl's `name_from_dns` and `name_from_dns_search`, `src/network/lookup_name.c`.)
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -25,7 +30,8 @@ pub const DEADLINE: Duration = Duration::from_secs(6);
 pub struct Step {
     pub name: String,
     /// `addresses`, `nxdomain` (no such name), `nodata` (the name exists, without addresses),
-    /// `timeout`, `error`, or `not-asked` (outside the lab's scope).
+    /// `servfail`, `timeout`, `error` (another answer code), or `not-asked` (outside the
+    /// lab's scope, or past its time limit).
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpAddr>,
@@ -34,7 +40,7 @@ pub struct Step {
     pub cnames: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// Queries sent for this name (A, and AAAA when A had nothing).
+    /// Queries sent for this name: A and AAAA, as a lookup for any address family sends.
     pub queries: usize,
 }
 
@@ -55,6 +61,10 @@ pub struct DnsLab {
     /// The name that resolved, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved: Option<String>,
+    /// Why the walk ended: `resolved`, `nodata`, `servfail`, `timeout`, `error` (at the last
+    /// step asked), `exhausted` (every candidate was NXDOMAIN or not asked), `deadline` (the
+    /// lab's time limit), or `no-nameserver`.
+    pub ended: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meaning: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +82,7 @@ pub(super) async fn walk(name: &str, conf: ResolvConf, names: &Names) -> DnsLab 
         nameserver,
         steps: Vec::new(),
         resolved: None,
+        ended: "no-nameserver",
         meaning: None,
         srv: None,
         lesson: String::new(),
@@ -81,41 +92,51 @@ pub(super) async fn walk(name: &str, conf: ResolvConf, names: &Names) -> DnsLab 
         return lab;
     };
     let server = SocketAddr::new(server, 53);
+    lab.ended = "exhausted";
     for candidate in lab.resolv_conf.candidates(name) {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
-            lab.steps.push(Step {
-                name: candidate,
-                outcome: "timeout",
-                addresses: Vec::new(),
-                cnames: Vec::new(),
-                detail: Some(format!(
-                    "not asked: the lab's {} s limit was reached",
-                    DEADLINE.as_secs()
-                )),
-                queries: 0,
-            });
+            lab.steps.push(not_asked(
+                candidate,
+                format!("the lab's {} s limit was reached", DEADLINE.as_secs()),
+            ));
+            lab.ended = "deadline";
             break;
         }
         if !names.allows(&candidate) {
             let zone = names.zone().unwrap_or_default();
-            lab.steps.push(Step {
-                name: candidate,
-                outcome: "not-asked",
-                addresses: Vec::new(),
-                cnames: Vec::new(),
-                detail: Some(format!("outside this lab's scope ({zone})")),
-                queries: 0,
-            });
+            lab.steps.push(not_asked(
+                candidate,
+                format!("outside this lab's scope ({zone})"),
+            ));
             continue;
         }
-        let step = lookup(server, &candidate, left.min(QUERY_TIMEOUT)).await;
-        let found = step.outcome == "addresses";
+        let mut step = lookup(server, &candidate, left.min(QUERY_TIMEOUT)).await;
+        let outcome = step.outcome;
+        // A wait the lab's own limit cut short says so, not that the server was silent.
+        let cut = outcome == "timeout" && left < QUERY_TIMEOUT;
+        if cut {
+            step.detail = Some(format!(
+                "the lab's {} s limit ended the wait for an answer",
+                DEADLINE.as_secs()
+            ));
+        }
         lab.steps.push(step);
-        if found {
-            lab.resolved = Some(candidate);
+        if cut {
+            lab.ended = "deadline";
             break;
         }
+        // Only a name that does not exist sends musl on to the next candidate.
+        if outcome == "nxdomain" {
+            continue;
+        }
+        if outcome == "addresses" {
+            lab.resolved = Some(candidate);
+            lab.ended = "resolved";
+        } else {
+            lab.ended = outcome;
+        }
+        break;
     }
     if let Some(resolved) = &lab.resolved {
         let srv_name = format!("_http._tcp.{resolved}");
@@ -134,6 +155,19 @@ pub(super) async fn walk(name: &str, conf: ResolvConf, names: &Names) -> DnsLab 
     lab
 }
 
+fn not_asked(name: String, why: String) -> Step {
+    Step {
+        name,
+        outcome: "not-asked",
+        addresses: Vec::new(),
+        cnames: Vec::new(),
+        detail: Some(why),
+        queries: 0,
+    }
+}
+
+/// One candidate, as musl asks it: A and AAAA at once, then the answers looked at in that
+/// order — a timeout or SERVFAIL, NXDOMAIN, another error code — before any address is.
 async fn lookup(server: SocketAddr, candidate: &str, timeout: Duration) -> Step {
     let mut step = Step {
         name: candidate.to_owned(),
@@ -147,43 +181,58 @@ async fn lookup(server: SocketAddr, candidate: &str, timeout: Duration) -> Step 
         step.detail = Some("not a valid DNS name".into());
         return step;
     };
-    for record_type in [RecordType::A, RecordType::AAAA] {
-        step.queries += 1;
-        match query(server, name.clone(), record_type, timeout).await {
-            Ok(answer) => {
-                if answer.code == ResponseCode::NXDomain {
-                    step.outcome = "nxdomain";
-                    return step;
-                }
-                if answer.code != ResponseCode::NoError {
-                    step.outcome = "error";
-                    step.detail = Some(format!("the nameserver answered {}", answer.code));
-                    return step;
-                }
-                for cname in answer.cnames {
-                    if !step.cnames.contains(&cname) {
-                        step.cnames.push(cname);
-                    }
-                }
-                step.addresses.extend(answer.addresses);
-                if !step.addresses.is_empty() {
-                    step.outcome = "addresses";
-                    return step;
-                }
-                step.outcome = "nodata";
-            }
+    step.queries = 2;
+    let (a, aaaa) = tokio::join!(
+        query(server, name.clone(), RecordType::A, timeout),
+        query(server, name, RecordType::AAAA, timeout),
+    );
+    let mut answers = Vec::with_capacity(2);
+    for (record, answer) in [("A", a), ("AAAA", aaaa)] {
+        match answer {
             Err(Failure::Timeout) => {
                 step.outcome = "timeout";
-                step.detail = Some(format!("no answer within {} s", timeout.as_secs_f64()));
+                step.detail = Some(format!(
+                    "no answer to the {record} query within {:.1} s",
+                    timeout.as_secs_f64()
+                ));
                 return step;
             }
             Err(Failure::Other(e)) => {
-                step.outcome = "error";
                 step.detail = Some(e);
                 return step;
             }
+            Ok(answer) if answer.code == ResponseCode::ServFail => {
+                step.outcome = "servfail";
+                step.detail = Some(format!("the nameserver failed the {record} query"));
+                return step;
+            }
+            Ok(answer) if answer.code == ResponseCode::NXDomain => {
+                step.outcome = "nxdomain";
+                return step;
+            }
+            Ok(answer) if answer.code != ResponseCode::NoError => {
+                step.detail = Some(format!(
+                    "the nameserver answered {} to the {record} query",
+                    answer.code
+                ));
+                return step;
+            }
+            Ok(answer) => answers.push(answer),
         }
     }
+    for answer in answers {
+        for cname in answer.cnames {
+            if !step.cnames.contains(&cname) {
+                step.cnames.push(cname);
+            }
+        }
+        step.addresses.extend(answer.addresses);
+    }
+    step.outcome = if step.addresses.is_empty() {
+        "nodata"
+    } else {
+        "addresses"
+    };
     step
 }
 
