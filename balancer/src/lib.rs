@@ -82,8 +82,25 @@ impl Balancer {
         Self::launch(port, backends, Some(probe))
     }
 
+    /// Like [`Balancer::start`], on one address only: several balancers can then share a port
+    /// on loopback addresses of their own, as Services share port 80 on their virtual IPs.
+    pub fn start_at(addr: SocketAddr, backends: Vec<SocketAddr>) -> Result<Balancer, Error> {
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| Error::Bind { addr, source })?;
+        Self::serve(listener, backends, None)
+    }
+
     fn launch(
         port: u16,
+        backends: Vec<SocketAddr>,
+        probe: Option<Probe>,
+    ) -> Result<Balancer, Error> {
+        Self::serve(kit::bind_dual_stack(port)?, backends, probe)
+    }
+
+    fn serve(
+        listener: std::net::TcpListener,
         backends: Vec<SocketAddr>,
         probe: Option<Probe>,
     ) -> Result<Balancer, Error> {
@@ -91,11 +108,11 @@ impl Balancer {
             !backends.is_empty(),
             "a balancer needs at least one backend"
         );
-        let listener =
-            TcpListener::from_std(kit::bind_dual_stack(port)?).map_err(|source| Error::Bind {
-                addr: SocketAddr::from(([0, 0, 0, 0], port)),
-                source,
-            })?;
+        let bound = listener.local_addr().ok();
+        let listener = TcpListener::from_std(listener).map_err(|source| Error::Bind {
+            addr: bound.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0))),
+            source,
+        })?;
         let addr = listener
             .local_addr()
             .expect("bound listener has an address");

@@ -62,6 +62,8 @@ pub struct Config {
     pub resolv_conf: std::path::PathBuf,
     /// The names the DNS lab may ask about.
     pub dns_names: labs::dns::Names,
+    /// What `kiada check` looks at; `None`: derived from the backend URLs and the identity.
+    pub check: Option<labs::check::Targets>,
 }
 
 impl Config {
@@ -84,6 +86,7 @@ impl Config {
             networks: page::client_ip::Networks::default(),
             resolv_conf: labs::dns::RESOLV_CONF.into(),
             dns_names: labs::dns::Names::default(),
+            check: None,
         }
     }
 }
@@ -116,6 +119,14 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         limits: Arc::new(labs::Limits::new()),
         resolv_conf: Arc::new(config.resolv_conf.clone()),
         dns_names: Arc::new(config.dns_names.clone()),
+        check: Arc::new(config.check.clone().unwrap_or_else(|| {
+            let mut t = labs::check::Targets::new(&config.quote.url, &config.quiz.url);
+            t.namespace = config.identity.pod_namespace.clone();
+            t.node_name = config.identity.node_name.clone();
+            t.node_ip = config.identity.node_ip.parse().ok();
+            t.cluster_domain = config.dns_names.cluster_domain.clone();
+            t
+        })),
     };
     let service = kit::AppSpec {
         metrics,

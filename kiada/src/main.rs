@@ -76,6 +76,93 @@ struct Cli {
         default_value = "cluster.local"
     )]
     cluster_domain: String,
+    /// The port the quote pods listen on, which the check asks at their own addresses
+    #[arg(
+        long,
+        env = "CHECK_POD_PORT",
+        value_name = "PORT",
+        default_value_t = 8080
+    )]
+    check_pod_port: u16,
+    /// kiada's NodePort, which the check asks on this node's address
+    #[arg(
+        long,
+        env = "CHECK_NODE_PORT",
+        value_name = "PORT",
+        default_value_t = 30080
+    )]
+    check_node_port: u16,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Test the chapter's claims in this cluster (asks this pod's running kiada, GET /lab/check)
+    /// and print the report; exit status 0 when nothing failed, 1 when a claim failed
+    Check {
+        /// Claims or groups, comma-separated (names, variables, spread, headless, ready, vip,
+        /// affinity, local, nodeport, canary, experiments, policy; dns, traffic, policy, all)
+        #[arg(long, value_name = "CLAIMS")]
+        only: Option<String>,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+        /// The kiada to ask [default: http://127.0.0.1:<listen port>]
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+}
+
+/// `kiada check`: asks the kiada of this pod for its report and prints it.
+async fn check(url: &str, only: Option<&str>, json: bool) -> ExitCode {
+    let client = reqwest::Client::builder()
+        .timeout(kiada::labs::check::TIME_LIMIT + Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .expect("an HTTP client without TLS always builds");
+    let mut target = match reqwest::Url::parse(&format!("{}/lab/check", url.trim_end_matches('/')))
+    {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("kiada check: '{url}' is not a URL: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(only) = only {
+        target.query_pairs_mut().append_pair("only", only);
+    }
+    let request = client.get(target).header("accept", "application/json");
+    let res = match request.send().await {
+        Ok(res) => res,
+        Err(e) => {
+            eprintln!("kiada check: cannot ask {url}: {e} (is kiada running in this pod?)");
+            return ExitCode::from(2);
+        }
+    };
+    let status = res.status();
+    let body = res.text().await.unwrap_or_default();
+    if !status.is_success() {
+        eprintln!("kiada check: {url} answered {status}: {}", body.trim());
+        return ExitCode::from(2);
+    }
+    let report: kiada::labs::check::Report = match serde_json::from_str(&body) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("kiada check: {url} answered something that is not a report: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if json {
+        println!("{body}");
+    } else {
+        print!("{}", report.text());
+    }
+    if report.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 /// What Kubernetes injects for a Service that existed when the pod started.
@@ -93,6 +180,12 @@ static ALLOCATOR: kit::Allocator = kit::Allocator;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Check { only, json, url }) = &cli.command {
+        let url = url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", cli.server.listen_port));
+        return check(&url, only.as_deref(), *json).await;
+    }
     let _logs = kit::telemetry::init(cli.server.log_format);
     let status = kiada::Status::new(&cli.initial_status_message);
     status.follow_stdin();
@@ -100,17 +193,32 @@ async fn main() -> ExitCode {
     let dns_names = kiada::labs::dns::Names {
         scope: cli.dns_lab_scope,
         namespace: identity.pod_namespace.clone(),
-        cluster_domain: cli.cluster_domain,
+        cluster_domain: cli.cluster_domain.clone(),
     };
+    let quote = discovery::discover(
+        service_env(cli.quote_url, "QUOTE"),
+        "/quote",
+        "http://quote/quote",
+    );
+    let quiz = discovery::discover(service_env(cli.quiz_url, "QUIZ"), "", "http://quiz");
+    let mut check = kiada::labs::check::Targets::new(&quote.url, &quiz.url);
+    if let Some(name) = &check.quote {
+        // The variables Kubernetes would inject for that Service, as this process got them.
+        let prefix = kiada::labs::check::Targets::env_prefix(name);
+        check.service_host = std::env::var(format!("{prefix}_SERVICE_HOST")).ok();
+        check.service_port_env = std::env::var(format!("{prefix}_SERVICE_PORT")).ok();
+    }
+    check.pod_port = cli.check_pod_port;
+    check.node_port = cli.check_node_port;
+    check.namespace = identity.pod_namespace.clone();
+    check.node_name = identity.node_name.clone();
+    check.node_ip = identity.node_ip.parse().ok();
+    check.cluster_domain = cli.cluster_domain.clone();
     let config = kiada::Config {
         server: cli.server,
         identity,
-        quote: discovery::discover(
-            service_env(cli.quote_url, "QUOTE"),
-            "/quote",
-            "http://quote/quote",
-        ),
-        quiz: discovery::discover(service_env(cli.quiz_url, "QUIZ"), "", "http://quiz"),
+        quote,
+        quiz,
         backend_timeout: cli.backend_timeout,
         backend_pool_idle: Duration::from_millis(cli.backend_pool_idle_ms),
         status,
@@ -125,6 +233,7 @@ async fn main() -> ExitCode {
             nodes: cli.node_cidrs.unwrap_or_default().0,
         },
         resolv_conf: cli.resolv_conf,
+        check: Some(check),
         dns_names,
     };
     kit::main_with(kiada::build(config)).await

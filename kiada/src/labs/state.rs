@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::dns::Names;
+use super::check::targets::Targets;
+use super::dns::scope::Names;
 use super::limits::Limits;
 use crate::backends::{Backend, Backends};
 
@@ -18,6 +19,8 @@ pub struct LabState {
     pub resolv_conf: Arc<PathBuf>,
     /// The names the DNS lab may ask about.
     pub dns_names: Arc<Names>,
+    /// What the check looks at.
+    pub check: Arc<Targets>,
 }
 
 impl LabState {

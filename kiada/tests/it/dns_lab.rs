@@ -14,7 +14,7 @@ use serde_json::Value;
 /// Port 53 it must be: resolv.conf has no port field.
 const ADDRESS: &str = "127.0.0.153";
 
-struct Dnsmasq {
+pub struct Dnsmasq {
     child: Child,
     _dir: tempfile::TempDir,
     resolv_conf: PathBuf,
@@ -31,7 +31,7 @@ fn dnsmasq() -> Option<Dnsmasq> {
     dnsmasq_at(ADDRESS, &[])
 }
 
-fn root() -> bool {
+pub fn root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -39,7 +39,7 @@ fn root() -> bool {
 }
 
 /// dnsmasq on `address`, port 53, answering the lab's names; `extra` adds to its arguments.
-fn dnsmasq_at(address: &str, extra: &[String]) -> Option<Dnsmasq> {
+pub fn dnsmasq_at(address: &str, extra: &[String]) -> Option<Dnsmasq> {
     let binary = ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
         .into_iter()
         .find(|p| Path::new(p).exists());

@@ -2,6 +2,7 @@
 //! backends on loopback, and the real binary as a process.
 
 mod binary;
+mod check;
 mod dns_lab;
 mod explain;
 mod failures;

@@ -24,7 +24,7 @@ use kit::negotiate::WantsJson;
 use serde::Deserialize;
 
 pub use name::{NameError, check_name};
-pub use resolv_conf::{MAX_CANDIDATES, ResolvConf};
+pub use resolv_conf::{MAX_CANDIDATES, ResolvConf, read_resolv_conf};
 pub use scope::{Names, Scope};
 pub use walk::{DEADLINE, DnsLab, QUERY_TIMEOUT, Srv, Step};
 

@@ -75,7 +75,7 @@ impl ResolvConf {
     }
 }
 
-pub(super) async fn read_resolv_conf(path: &Path) -> Result<ResolvConf, Error> {
+pub async fn read_resolv_conf(path: &Path) -> Result<ResolvConf, Error> {
     let path = path.to_owned();
     let read =
         tokio::task::spawn_blocking(move || kit::config::file::read_text(&path, 64 * 1024)).await;

@@ -1,0 +1,113 @@
+//! `GET /lab/check` (and `kiada check`, which asks it): the chapter's claims tested against the
+//! cluster this pod runs in, each PASS, FAIL, WARN or SKIP with what was done and seen, and for
+//! a FAIL or WARN the likeliest cause and the next command. No Kubernetes API: DNS, HTTP and TCP
+//! from inside the pod only, to the suite's own Services.
+//!
+//! - `targets`: which Services, ports and identity the check uses;
+//! - `probe`: how it asks (names as musl walks them, pinned HTTP calls, bare connects);
+//! - `claims`: the claims and their verdicts; `report`: the report as text, JSON and a page.
+//!
+//! Bounded like the other labs: one run at a time per pod (the labs' slot), the labs'
+//! connection budget, a time limit for the whole run and one for every step.
+
+mod claims;
+mod probe;
+mod report;
+pub mod targets;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+pub use claims::{IDS, connections};
+pub use report::{Report, Row, Verdict};
+pub use targets::Targets;
+
+use super::dns;
+use super::state::LabState;
+use crate::error::Error;
+use crate::view::html;
+
+/// The whole run's time limit: past it, the claims left are SKIP.
+pub const TIME_LIMIT: Duration = Duration::from_secs(20);
+
+/// Names for several claims at once in `only`.
+const GROUPS: [(&str, &[&str]); 4] = [
+    ("dns", &["names", "variables", "headless", "experiments"]),
+    (
+        "traffic",
+        &["spread", "ready", "canary", "affinity", "local", "nodeport"],
+    ),
+    ("policy", &["vip", "policy"]),
+    ("all", &IDS),
+];
+
+#[derive(Deserialize)]
+pub struct CheckQuery {
+    /// Claim ids or groups, comma-separated; all when absent.
+    only: Option<String>,
+}
+
+/// The claims `only` names, or why it names none.
+pub fn select(only: Option<&str>) -> Result<BTreeSet<&'static str>, String> {
+    let mut chosen = BTreeSet::new();
+    for word in only
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
+        if let Some(id) = IDS.iter().find(|id| **id == word) {
+            chosen.insert(*id);
+        } else if let Some((_, ids)) = GROUPS.iter().find(|(g, _)| *g == word) {
+            chosen.extend(ids.iter().copied());
+        } else {
+            return Err(format!(
+                "'{}' is no claim: choose from {} or the groups {}",
+                crate::terminal::one_line(&word.chars().take(40).collect::<String>()),
+                IDS.join(", "),
+                GROUPS.map(|(g, _)| g).join(", ")
+            ));
+        }
+    }
+    Ok(chosen)
+}
+
+pub async fn check(
+    State(state): State<LabState>,
+    Query(query): Query<CheckQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Error> {
+    let only = select(query.only.as_deref())
+        .map_err(|e| Error::BadRequest(format!("{e}. Usage: /lab/check?only=names,spread")))?;
+    let format = kit::negotiate::best(&headers, &["text/plain", "text/html", "application/json"]);
+    let _running = state.limits.start(connections(&only))?;
+    let conf = dns::read_resolv_conf(&state.resolv_conf).await?;
+    let started = std::time::Instant::now();
+    let run = claims::Run {
+        targets: &state.check,
+        conf,
+        deadline: claims::deadline(TIME_LIMIT),
+        only,
+    };
+    let rows = run.rows().await;
+    let id = &state.identity;
+    let report = Report::new(
+        &id.pod_name,
+        &id.pod_namespace,
+        &id.node_name,
+        started.elapsed().as_secs_f64(),
+        rows,
+    );
+    Ok(match format {
+        Some("application/json") => Json(report).into_response(),
+        Some("text/html") => html(StatusCode::OK, report.html(id.release.as_deref())?),
+        _ => ([(CONTENT_TYPE, "text/plain; charset=utf-8")], report.text()).into_response(),
+    })
+}
