@@ -921,7 +921,7 @@ impl Run<'_> {
             Connect::Timeout => row("no answer: a NetworkPolicy dropped the connection, so policies are enforced here", Verdict::Pass),
             Connect::Refused => row("refused at once: the pod itself answered, so nothing enforces NetworkPolicies in this cluster", Verdict::Warn)
                 .because(
-                    "the network plugin does not implement NetworkPolicy (kind's default one does not), so the manifests' policies have no effect",
+                    "the network plugin does not implement NetworkPolicy, so the manifests' policies have no effect here",
                     "kubectl get pods -n kube-system -o wide",
                 ),
             Connect::Unreachable => row("unreachable: a policy rejected it", Verdict::Pass),

@@ -140,7 +140,11 @@ impl Report {
             self.seconds
         );
         for row in &self.rows {
-            let _ = writeln!(out, "{}  {:<11} {}", row.verdict.word(), row.id, row.claim);
+            // The claim wrapped beside its verdict and id, then the details indented.
+            let head = format!("{}  {:<11} ", row.verdict.word(), row.id);
+            let claim = wrap(&row.claim, head.len(), 80);
+            out.push_str(&head);
+            out.push_str(claim.get(head.len()..).unwrap_or("\n"));
             for (label, text) in [("did", Some(&row.did)), ("saw", Some(&row.saw))]
                 .into_iter()
                 .chain([("cause", row.cause.as_ref()), ("next", row.next.as_ref())])
