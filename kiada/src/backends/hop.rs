@@ -225,8 +225,8 @@ impl Hop {
         match self.direct_to_pod {
             Some(true) => dialled.push_str(", the pod's own address (no virtual IP)"),
             Some(false) => dialled.push_str(
-                ", a virtual IP, which rules written by kube-proxy rewrote (DNAT) to the \
-                     pod's address",
+                ", a virtual IP, which rules written by kube-proxy (or whatever replaces it) \
+                     rewrote (DNAT) to the pod's address",
             ),
             None => {}
         }

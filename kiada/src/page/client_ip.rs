@@ -113,7 +113,8 @@ impl ClientClass {
                  replaced the client's"
             }
             ClientClass::Outside => {
-                "an address outside the pod and node ranges: the client's own, kept on the way in"
+                "in none of the pod and node ranges configured here (kind's, unless set for this \
+                 cluster): likely the client's own address, kept on the way in"
             }
             ClientClass::Unknown => {
                 "set --pod-cidrs and --node-cidrs (POD_CIDRS, NODE_CIDRS) to tell pods, nodes \

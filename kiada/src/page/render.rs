@@ -40,9 +40,10 @@ impl RequestInfo {
     pub fn connection_words(&self) -> Option<String> {
         let n = self.connection_requests?;
         Some(if n == 1 {
-            "This is the first request on your connection: curl opens a new connection \
-             each time, and a Service picks a pod per connection, so the next curl may reach \
-             another kiada pod."
+            "This is the first request on your connection. A Service picks a pod per \
+             connection: a client that opens a new connection for every request (curl does) may \
+             reach another kiada pod next time, while one that keeps its connection open (a \
+             browser does) stays with this pod until the connection closes."
                 .to_owned()
         } else {
             format!(

@@ -6,7 +6,7 @@ use std::process::Command;
 /// flag → (env, default) as a table or `--help` states them.
 type Flags = BTreeMap<String, (Option<String>, Option<String>)>;
 
-const README: &str = include_str!("../../../README.md");
+pub(crate) const README: &str = include_str!("../../../README.md");
 
 /// The flag rows (`| --flag | ENV | default | meaning |`) of the README section titled `title`.
 fn readme_flags(title: &str) -> Flags {
@@ -119,7 +119,7 @@ fn suite_flags_are_documented() {
 // ---------------------------------------------------------------------------------------------
 // Commands in the README and the lab guide name objects that exist.
 
-const GUIDE: &str = include_str!("../../../docs/services-lab.md");
+pub(crate) const GUIDE: &str = include_str!("../../../docs/services-lab.md");
 
 /// What the manifests (suite and experiments) and the kind configurations define, as far as a
 /// command can name it.
@@ -153,14 +153,14 @@ struct ServiceFacts {
 /// Names that live outside the suite but exist in every cluster.
 const CLUSTER_SERVICES: [&str; 2] = ["kubernetes", "kubernetes.default"];
 
-fn repo_file(path: &str) -> String {
+pub(crate) fn repo_file(path: &str) -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap();
     std::fs::read_to_string(root.join(path)).unwrap()
 }
 
-fn yaml_docs(dir: &str) -> Vec<serde_yaml_ng::Value> {
+pub(crate) fn yaml_docs(dir: &str) -> Vec<serde_yaml_ng::Value> {
     use serde::Deserialize;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -281,42 +281,102 @@ fn lab() -> Lab {
 /// commented `# fails on purpose` is left out) and the inline code spans that run kubectl,
 /// curl, wget, nslookup or ping.
 fn commands(markdown: &str) -> Vec<String> {
-    let mut out = Vec::new();
+    snippets(markdown)
+        .commands
+        .into_iter()
+        .filter(|s| !s.on_purpose)
+        .map(|s| s.command)
+        .collect()
+}
+
+/// One command line of a Markdown text, where it stands.
+pub(crate) struct Snippet {
+    pub command: String,
+    /// Commented `# fails on purpose`: its failure is the lesson.
+    pub on_purpose: bool,
+    /// The `sh` block it is in (an index into [`Snippets::outputs`]); `None` for an inline span.
+    pub block: Option<usize>,
+}
+
+pub(crate) struct Snippets {
+    pub commands: Vec<Snippet>,
+    /// For each `sh` block, the lines of the `text` block that follows it with nothing but blank
+    /// lines between: what those commands print, as the text shows it.
+    pub outputs: Vec<Option<Vec<String>>>,
+}
+
+/// Every command line of a Markdown text (see [`commands`]), with the output shown after its
+/// block.
+pub(crate) fn snippets(markdown: &str) -> Snippets {
+    let mut commands = Vec::new();
+    let mut outputs: Vec<Option<Vec<String>>> = Vec::new();
     let mut block: Option<bool> = None; // Some(is_shell) inside a fenced block
+    // Inside a text block that belongs to the last sh block.
+    let mut output: Option<Vec<String>> = None;
+    // The last sh block closed, and only blank lines since.
+    let mut after_shell = false;
     for line in markdown.lines() {
         let trimmed = line.trim_start();
         if let Some(lang) = trimmed.strip_prefix("```") {
             block = match block {
-                Some(_) => None,
-                None => Some(lang.trim() == "sh"),
+                Some(is_shell) => {
+                    if let Some(lines) = output.take() {
+                        *outputs.last_mut().unwrap() = Some(lines);
+                    }
+                    after_shell = is_shell;
+                    None
+                }
+                None => {
+                    let lang = lang.trim();
+                    if lang == "sh" {
+                        outputs.push(None);
+                    } else if lang == "text" && after_shell {
+                        output = Some(Vec::new());
+                    }
+                    after_shell = false;
+                    Some(lang == "sh")
+                }
             };
             continue;
         }
         match block {
             Some(true) => {
-                if line.contains("# fails on purpose") {
-                    continue;
-                }
+                let on_purpose = line.contains("# fails on purpose");
                 let command = match line.find(" # ") {
                     Some(i) => &line[..i],
                     None => line,
                 };
-                if !command.trim_start().starts_with('#') {
-                    out.push(command.to_owned());
+                if !command.trim_start().starts_with('#') && !command.trim().is_empty() {
+                    commands.push(Snippet {
+                        command: command.to_owned(),
+                        on_purpose,
+                        block: Some(outputs.len() - 1),
+                    });
                 }
             }
-            Some(false) => {}
+            Some(false) => {
+                if let Some(lines) = &mut output {
+                    lines.push(line.to_owned());
+                }
+            }
             None => {
+                if !line.trim().is_empty() {
+                    after_shell = false;
+                }
                 for (i, span) in line.split('`').enumerate() {
                     let tools = ["kubectl ", "curl ", "wget ", "nslookup ", "ping "];
                     if i % 2 == 1 && tools.iter().any(|t| span.contains(t)) {
-                        out.push(span.replace("\\|", "|"));
+                        commands.push(Snippet {
+                            command: span.replace("\\|", "|"),
+                            on_purpose: false,
+                            block: None,
+                        });
                     }
                 }
             }
         }
     }
-    out
+    Snippets { commands, outputs }
 }
 
 /// The words of a command line as a shell would split them (quotes group, backslashes escape
