@@ -1,24 +1,34 @@
-# Images and a local cluster for the Kiada suite. Needs docker (or a compatible CLI), and kind
-# or minikube for the cluster targets. `make help` lists the targets.
+# Images and a local cluster for the Kiada suite. Needs docker (or a compatible CLI; buildx for
+# multiarch and binaries), kubectl, and kind or minikube for the cluster targets. `make help`
+# lists the targets.
 
 # Image names are $(REGISTRY)/<service>:$(VERSION). The default matches manifests/; with another
-# registry, `make deploy` rewrites the image names as it applies the manifests.
+# registry, `make deploy` gives kustomize the image names (`images:`) as it applies.
 REGISTRY ?= localhost/kiada
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 SERVICES := quote quiz kiada
 PLATFORMS ?= linux/amd64,linux/arm64
+# Attestations pushed with the multi-platform images: an SBOM and SLSA provenance.
+ATTESTATIONS ?= --sbom=true --provenance=mode=max
 KIND_CLUSTER ?= kiada
+# What `make deploy` applies: manifests/ (the suite), overlays/postgres, examples, … (any
+# kustomization that names the images localhost/kiada/<service>).
+KUSTOMIZATION ?= manifests
+KUBECTL ?= kubectl
+# The kustomization `make deploy` writes: $(KUSTOMIZATION) with the image names and tag above.
+DEPLOY_DIR := target/deploy
 
-.PHONY: help images push multiarch kind-cluster kind-load minikube-load deploy wait undeploy kind-delete
+.PHONY: help images push multiarch binaries kind-cluster kind-load minikube-load deploy-kustomization deploy wait undeploy kind-delete
 
 help:
 	@echo "images         build $(foreach s,$(SERVICES),$(REGISTRY)/$(s):$(VERSION))"
 	@echo "push           push them to REGISTRY"
-	@echo "multiarch      build and push for $(PLATFORMS) with docker buildx"
+	@echo "multiarch      cross-compile for $(PLATFORMS) with docker buildx, push with SBOM and provenance"
+	@echo "binaries       the static binaries for $(PLATFORMS) into target/dist/<os>_<arch>/"
 	@echo "kind-cluster   create the lab cluster from kind/cluster.yaml"
 	@echo "kind-load      load the images into the kind cluster"
 	@echo "minikube-load  load the images into minikube"
-	@echo "deploy         kubectl apply the manifests (image names from REGISTRY)"
+	@echo "deploy         kubectl apply -k $(KUSTOMIZATION) with the image names from REGISTRY"
 	@echo "wait           wait until every Deployment has rolled out"
 	@echo "undeploy       delete namespace kiada (and with it the quiz-data volume)"
 	@echo "kind-delete    delete the kind cluster"
@@ -29,8 +39,14 @@ images:
 push: images
 	$(foreach s,$(SERVICES),docker push $(REGISTRY)/$(s):$(VERSION) &&) true
 
+# One builder stage per platform, each compiling natively for the other (no QEMU); the digest of
+# each pushed image lands in target/images/<service>.json (the release workflow signs it).
 multiarch:
-	$(foreach s,$(SERVICES),docker buildx build --platform $(PLATFORMS) -f Dockerfiles/Dockerfile --target $(s) -t $(REGISTRY)/$(s):$(VERSION) --push . &&) true
+	mkdir -p target/images
+	$(foreach s,$(SERVICES),docker buildx build --platform $(PLATFORMS) -f Dockerfiles/Dockerfile --target $(s) $(ATTESTATIONS) --metadata-file target/images/$(s).json -t $(REGISTRY)/$(s):$(VERSION) --push . &&) true
+
+binaries:
+	docker buildx build --platform $(PLATFORMS) -f Dockerfiles/Dockerfile --target binaries --output type=local,dest=target/dist .
 
 kind-cluster:
 	kind create cluster --config kind/cluster.yaml
@@ -41,14 +57,23 @@ kind-load: images
 minikube-load: images
 	$(foreach s,$(SERVICES),minikube image load $(REGISTRY)/$(s):$(VERSION) &&) true
 
-deploy:
-	sed 's#localhost/kiada/#$(REGISTRY)/#' manifests/*.yaml | kubectl apply -f -
+# kustomize, built into kubectl, renames the images: a kustomization of our own on top of
+# $(KUSTOMIZATION), in target/ (kustomize reads resources only by relative paths).
+deploy-kustomization:
+	mkdir -p $(DEPLOY_DIR)
+	printf '%s\n' 'apiVersion: kustomize.config.k8s.io/v1beta1' 'kind: Kustomization' \
+	  'resources:' '  - ../../$(KUSTOMIZATION)' 'images:' \
+	  $(foreach s,$(SERVICES),'  - name: localhost/kiada/$(s)' '    newName: $(REGISTRY)/$(s)' '    newTag: "$(VERSION)"') \
+	  > $(DEPLOY_DIR)/kustomization.yaml
+
+deploy: deploy-kustomization
+	$(KUBECTL) apply -k $(DEPLOY_DIR)
 
 wait:
-	kubectl wait --for=condition=Available deployment --all -n kiada --timeout=180s
+	$(KUBECTL) wait --for=condition=Available deployment --all -n kiada --timeout=180s
 
 undeploy:
-	kubectl delete namespace kiada --ignore-not-found
+	$(KUBECTL) delete namespace kiada --ignore-not-found
 
 kind-delete:
 	kind delete cluster --name $(KIND_CLUSTER)

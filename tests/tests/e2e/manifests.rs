@@ -7,13 +7,19 @@
 //! promises: three quiz replicas on one database whose Service, port, Secret and volumes exist,
 //! and no one but quiz reaching the database. Then each probe the manifests use is asked of the
 //! real binary.
+//!
+//! Every check runs on the files as `kubectl apply -f` reads them (`files::…`) and on the
+//! renderings of the kustomizations, as `kubectl apply -k` applies them: the suite
+//! (`kustomized::…`: `manifests/`, `manifests/experiments/`, `overlays/postgres/`), the published
+//! images (`published::…`), the custom tips and questions (`custom::…`) and `make deploy` for
+//! another registry (`registry::…`); see kustomize.rs for how each is rendered.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    Container, Namespace, PersistentVolumeClaim, Pod, PodSpec, Service, ServiceSpec,
+    ConfigMap, Container, Namespace, PersistentVolumeClaim, Pod, PodSpec, Service, ServiceSpec,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
@@ -40,6 +46,7 @@ struct Objects {
     claims: Vec<PersistentVolumeClaim>,
     budgets: Vec<PodDisruptionBudget>,
     policies: Vec<NetworkPolicy>,
+    config_maps: Vec<ConfigMap>,
 }
 
 fn root() -> &'static Path {
@@ -47,6 +54,8 @@ fn root() -> &'static Path {
 }
 
 /// The YAML files of `dir` (relative to the repository), sorted as `kubectl apply -f` takes them.
+/// Beside them a directory holds only its `Kustomization` (named without an extension, so that
+/// `kubectl apply -f` skips it; kustomize.rs checks that it lists exactly these files).
 fn yaml_files(dir: &str) -> Vec<std::path::PathBuf> {
     let mut files: Vec<_> = std::fs::read_dir(root().join(dir))
         .unwrap()
@@ -55,6 +64,7 @@ fn yaml_files(dir: &str) -> Vec<std::path::PathBuf> {
             !(p.is_dir()
                 && p.file_name()
                     .is_some_and(|n| n == "experiments" || n == "postgres"))
+                && p.file_name().is_none_or(|n| n != "Kustomization")
         })
         .collect();
     files.sort();
@@ -77,58 +87,66 @@ fn yaml_files(dir: &str) -> Vec<std::path::PathBuf> {
 fn load_into(objects: &mut Objects, dir: &str) {
     for file in yaml_files(dir) {
         let text = std::fs::read_to_string(&file).unwrap();
-        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let value = Value::deserialize(doc).unwrap();
-            if value.is_null() {
-                continue;
-            }
-            let kind = value["kind"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no kind in {}", file.display()))
-                .to_owned();
-            assert!(
-                value["apiVersion"].as_str().is_some(),
-                "{kind} without apiVersion"
-            );
-            let ns = value["metadata"]["namespace"].as_str();
-            if kind != "Namespace" {
-                assert_eq!(
-                    ns,
-                    Some(NAMESPACE),
-                    "{kind} {:?} outside namespace kiada",
-                    value["metadata"]["name"]
-                );
-            }
-            match kind.as_str() {
-                "Namespace" => objects
-                    .namespaces
-                    .push(serde_yaml_ng::from_value(value).unwrap()),
-                "Deployment" => objects
-                    .deployments
-                    .push(serde_yaml_ng::from_value(value).unwrap()),
-                "StatefulSet" => objects
-                    .statefulsets
-                    .push(serde_yaml_ng::from_value(value).unwrap()),
-                "Pod" => objects.pods.push(serde_yaml_ng::from_value(value).unwrap()),
-                "Service" => objects
-                    .services
-                    .push(serde_yaml_ng::from_value(value).unwrap()),
-                "EndpointSlice" => objects
-                    .slices
-                    .push(serde_yaml_ng::from_value(value).unwrap()),
-                "PersistentVolumeClaim" => objects
-                    .claims
-                    .push(serde_yaml_ng::from_value(value).unwrap()),
-                "PodDisruptionBudget" => objects
-                    .budgets
-                    .push(serde_yaml_ng::from_value(value).unwrap()),
-                "NetworkPolicy" => objects
-                    .policies
-                    .push(serde_yaml_ng::from_value(value).unwrap()),
-                other => panic!("unexpected kind {other} in {}", file.display()),
-            }
-            objects.kinds_in_order.push(kind);
+        load_documents(objects, &text, &file.display().to_string());
+    }
+}
+
+fn load_documents(objects: &mut Objects, text: &str, origin: &str) {
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = Value::deserialize(doc).unwrap();
+        if value.is_null() {
+            continue;
         }
+        let kind = value["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no kind in {origin}"))
+            .to_owned();
+        assert!(
+            value["apiVersion"].as_str().is_some(),
+            "{kind} without apiVersion"
+        );
+        let ns = value["metadata"]["namespace"].as_str();
+        if kind != "Namespace" {
+            assert_eq!(
+                ns,
+                Some(NAMESPACE),
+                "{kind} {:?} outside namespace kiada",
+                value["metadata"]["name"]
+            );
+        }
+        match kind.as_str() {
+            "Namespace" => objects
+                .namespaces
+                .push(serde_yaml_ng::from_value(value).unwrap()),
+            "Deployment" => objects
+                .deployments
+                .push(serde_yaml_ng::from_value(value).unwrap()),
+            "StatefulSet" => objects
+                .statefulsets
+                .push(serde_yaml_ng::from_value(value).unwrap()),
+            "Pod" => objects.pods.push(serde_yaml_ng::from_value(value).unwrap()),
+            "Service" => objects
+                .services
+                .push(serde_yaml_ng::from_value(value).unwrap()),
+            "EndpointSlice" => objects
+                .slices
+                .push(serde_yaml_ng::from_value(value).unwrap()),
+            "PersistentVolumeClaim" => objects
+                .claims
+                .push(serde_yaml_ng::from_value(value).unwrap()),
+            "PodDisruptionBudget" => objects
+                .budgets
+                .push(serde_yaml_ng::from_value(value).unwrap()),
+            "NetworkPolicy" => objects
+                .policies
+                .push(serde_yaml_ng::from_value(value).unwrap()),
+            // The custom tips and questions (examples/, its kustomization).
+            "ConfigMap" => objects
+                .config_maps
+                .push(serde_yaml_ng::from_value(value).unwrap()),
+            other => panic!("unexpected kind {other} in {origin}"),
+        }
+        objects.kinds_in_order.push(kind);
     }
 }
 
@@ -177,6 +195,193 @@ fn load_postgres() -> Objects {
     apply(&mut objects.policies, variant.policies);
     apply(&mut objects.claims, variant.claims);
     objects
+}
+
+/// Where the checks below read the objects from: the files, as `kubectl apply -f` reads them,
+/// or a kustomization rendered by kubectl, as `kubectl apply -k` applies it.
+#[derive(Clone, Copy)]
+enum Via {
+    Files,
+    Kustomize(&'static Variant),
+}
+
+/// A kustomization of the suite and how its parts are applied with it.
+struct Variant {
+    /// Where the suite's kustomization is (relative to the repository), or the registry `make
+    /// deploy-kustomization` is asked for.
+    suite: Suite,
+    /// The image names the suite's containers have, as `<registry>/<service>:<version>`.
+    registry: &'static str,
+}
+
+enum Suite {
+    Dir(&'static str),
+    MakeDeploy,
+}
+
+/// The suite: `kubectl apply -k manifests/`.
+static KUSTOMIZED: Variant = Variant {
+    suite: Suite::Dir("manifests"),
+    registry: "localhost/kiada",
+};
+/// The published images: `kubectl apply -k overlays/published/`.
+static PUBLISHED: Variant = Variant {
+    suite: Suite::Dir("overlays/published"),
+    registry: "ghcr.io/kiada-suite/kiada-rs",
+};
+/// The custom tips and questions: `kubectl apply -k examples/`.
+static CUSTOM: Variant = Variant {
+    suite: Suite::Dir("examples"),
+    registry: "localhost/kiada",
+};
+/// Another registry: `make deploy REGISTRY=registry.example.com/kiada`.
+static REGISTRY: Variant = Variant {
+    suite: Suite::MakeDeploy,
+    registry: "registry.example.com/kiada",
+};
+
+impl Via {
+    /// The rendering of `dir` (relative to the repository), with the variant's image names when
+    /// they are not the local ones: a kustomization of its own in target/ over `dir` with the
+    /// suite's `images:`, as a user who applies the parts with those images writes it.
+    fn render(variant: &Variant, dir: &str) -> Objects {
+        // The tests of a variant skip before this when kubectl is missing (see `checks!`).
+        let kubectl = crate::kustomize::kubectl_or_skip("manifests (kustomized)").expect("kubectl");
+        let dir = if variant.registry == "localhost/kiada" {
+            dir.to_owned()
+        } else {
+            Self::with_images(variant, dir)
+        };
+        let mut objects = Objects::default();
+        load_documents(
+            &mut objects,
+            &crate::kustomize::render(&kubectl, &dir),
+            &format!("kubectl kustomize {dir}"),
+        );
+        objects
+    }
+
+    fn suite_dir(variant: &Variant) -> String {
+        static MAKE_DEPLOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        match variant.suite {
+            Suite::Dir(dir) => dir.to_owned(),
+            // What `make deploy` writes, two levels below the repository as in target/deploy.
+            Suite::MakeDeploy => MAKE_DEPLOY
+                .get_or_init(|| {
+                    let made =
+                        crate::kustomize::make_deploy_kustomization(variant.registry, "manifests");
+                    let text = std::fs::read_to_string(made.join("kustomization.yaml")).unwrap();
+                    std::fs::remove_dir_all(&made).unwrap();
+                    let dir = "target/kustomize-test-make-deploy".to_owned();
+                    write_atomically(&dir, &text);
+                    dir
+                })
+                .clone(),
+        }
+    }
+
+    fn with_images(variant: &Variant, dir: &str) -> String {
+        let suite = Self::suite_dir(variant);
+        if dir == "manifests" || dir == suite {
+            return suite;
+        }
+        let images = crate::kustomize::images(&root().join(&suite));
+        let wrapper = format!(
+            "target/kustomize-test/{}",
+            format!("{suite}-{dir}").replace('/', "_")
+        );
+        let mut text = format!("resources:\n  - ../../../{dir}\nimages:\n");
+        for (name, (new_name, tag)) in images {
+            text.push_str(&format!(
+                "  - name: {name}\n    newName: {new_name}\n    newTag: \"{tag}\"\n"
+            ));
+        }
+        write_atomically(&wrapper, &text);
+        wrapper
+    }
+
+    fn load(self) -> Objects {
+        match self {
+            Via::Files => load(),
+            Via::Kustomize(v) => Self::render(v, &Self::suite_dir(v)),
+        }
+    }
+
+    fn load_experiments(self) -> Objects {
+        match self {
+            Via::Files => load_experiments(),
+            Via::Kustomize(v) => Self::render(v, "manifests/experiments"),
+        }
+    }
+
+    /// `kubectl apply -k` of the suite, then of manifests/experiments/.
+    fn load_all(self) -> Objects {
+        match self {
+            Via::Files => load_all(),
+            Via::Kustomize(v) => {
+                let mut objects = self.load();
+                let experiments = Self::render(v, "manifests/experiments");
+                objects.merge(experiments);
+                objects
+            }
+        }
+    }
+
+    fn load_postgres_only(self) -> Objects {
+        match self {
+            Via::Files => load_postgres_only(),
+            Via::Kustomize(v) => Self::render(v, "manifests/postgres"),
+        }
+    }
+
+    /// `kubectl apply -k overlays/postgres/`, then of manifests/experiments/.
+    fn load_postgres(self) -> Objects {
+        match self {
+            Via::Files => load_postgres(),
+            Via::Kustomize(v) => {
+                let mut objects = Self::render(v, "overlays/postgres");
+                objects.merge(Self::render(v, "manifests/experiments"));
+                objects
+            }
+        }
+    }
+
+    /// The registry of the suite's own images.
+    fn registry(self) -> &'static str {
+        match self {
+            Via::Files => "localhost/kiada",
+            Via::Kustomize(v) => v.registry,
+        }
+    }
+}
+
+/// Writes `dir/kustomization.yaml` (relative to the repository) so that a test process running
+/// at the same time reads the old file or the new one, never half of one.
+fn write_atomically(dir: &str, text: &str) {
+    let dir = root().join(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = dir.join(format!(".kustomization.yaml.{}.{n}", std::process::id()));
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, dir.join("kustomization.yaml")).unwrap();
+}
+
+impl Objects {
+    /// The objects of a kustomization of parts that only adds (experiments_add_to_the_suite…).
+    fn merge(&mut self, other: Objects) {
+        self.kinds_in_order.extend(other.kinds_in_order);
+        self.namespaces.extend(other.namespaces);
+        self.deployments.extend(other.deployments);
+        self.statefulsets.extend(other.statefulsets);
+        self.pods.extend(other.pods);
+        self.services.extend(other.services);
+        self.slices.extend(other.slices);
+        self.claims.extend(other.claims);
+        self.budgets.extend(other.budgets);
+        self.policies.extend(other.policies);
+        self.config_maps.extend(other.config_maps);
+    }
 }
 
 fn name<
@@ -258,9 +463,8 @@ fn find_service<'a>(objects: &'a Objects, n: &str) -> Option<&'a Service> {
     objects.services.iter().find(|s| name(*s) == n)
 }
 
-#[test]
-fn the_namespace_comes_first_with_pod_security_labels() {
-    let objects = load();
+fn the_namespace_comes_first_with_pod_security_labels(via: Via) {
+    let objects = via.load();
     assert_eq!(
         objects.kinds_in_order.first().map(String::as_str),
         Some("Namespace")
@@ -273,9 +477,8 @@ fn the_namespace_comes_first_with_pod_security_labels() {
     assert_eq!(labels["pod-security.kubernetes.io/audit"], "restricted");
 }
 
-#[test]
-fn the_deployments_are_the_ones_the_chapter_uses() {
-    let objects = load();
+fn the_deployments_are_the_ones_the_chapter_uses(via: Via) {
+    let objects = via.load();
     let want = [
         ("quote", 3, "stable"),
         ("quote-canary", 1, "canary"),
@@ -367,9 +570,8 @@ fn the_deployments_are_the_ones_the_chapter_uses() {
     );
 }
 
-#[test]
-fn every_pod_meets_the_restricted_profile_and_knows_its_identity() {
-    for objects in [load_all(), load_postgres()] {
+fn every_pod_meets_the_restricted_profile_and_knows_its_identity(via: Via) {
+    for objects in [via.load_all(), via.load_postgres()] {
         for d in &objects.deployments {
             let dn = name(d);
             let annotations = d
@@ -493,10 +695,9 @@ fn every_pod_meets_the_restricted_profile_and_knows_its_identity() {
     }
 }
 
-#[test]
-fn only_the_approved_policy_checks_are_skipped() {
+fn only_the_approved_policy_checks_are_skipped(via: Via) {
     // Local images loaded into kind or minikube are neither pulled Always nor pinned by digest.
-    for objects in [load_all(), load_postgres()] {
+    for objects in [via.load_all(), via.load_postgres()] {
         for w in workloads(&objects) {
             let annotations = w.meta.annotations.clone().unwrap_or_default();
             let skips: Vec<&String> = annotations
@@ -535,9 +736,8 @@ fn only_the_approved_policy_checks_are_skipped() {
     }
 }
 
-#[test]
-fn images_match_what_the_dockerfile_and_makefile_build() {
-    for objects in [load_all(), load_postgres()] {
+fn images_match_what_the_dockerfile_and_makefile_build(via: Via) {
+    for objects in [via.load_all(), via.load_postgres()] {
         let dockerfile = std::fs::read_to_string(root().join("Dockerfiles/Dockerfile")).unwrap();
         let makefile = std::fs::read_to_string(root().join("Makefile")).unwrap();
         assert!(
@@ -548,7 +748,7 @@ fn images_match_what_the_dockerfile_and_makefile_build() {
             for c in &w.spec.containers {
                 assert_eq!(
                     c.image.as_deref(),
-                    Some(format!("localhost/kiada/{}:{VERSION}", c.name).as_str()),
+                    Some(format!("{}/{}:{VERSION}", via.registry(), c.name).as_str()),
                     "{}",
                     w.name
                 );
@@ -563,9 +763,8 @@ fn images_match_what_the_dockerfile_and_makefile_build() {
     }
 }
 
-#[test]
-fn services_find_their_pods_and_ports() {
-    let objects = load_all();
+fn services_find_their_pods_and_ports(via: Via) {
+    let objects = via.load_all();
     let mut node_ports = HashSet::new();
     let all = workloads(&objects);
     for s in &objects.services {
@@ -663,9 +862,8 @@ fn services_find_their_pods_and_ports() {
     );
 }
 
-#[test]
-fn the_backend_urls_name_services_defined_here() {
-    let objects = load();
+fn the_backend_urls_name_services_defined_here(via: Via) {
+    let objects = via.load();
     for d in objects
         .deployments
         .iter()
@@ -797,9 +995,8 @@ fn allowed(
     })
 }
 
-#[test]
-fn network_policies_allow_the_intended_flows_only() {
-    let objects = load_all();
+fn network_policies_allow_the_intended_flows_only(via: Via) {
+    let objects = via.load_all();
     let labels =
         |app: &str| Labels::from([("app".into(), app.into()), ("rel".into(), "stable".into())]);
     let in_namespace = |app: &str| Source::Pod {
@@ -950,9 +1147,8 @@ fn app_label(meta: &ObjectMeta) -> Option<&str> {
     meta.labels.as_ref()?.get("app").map(String::as_str)
 }
 
-#[test]
-fn every_service_carries_the_label_of_its_app() {
-    let objects = load_all();
+fn every_service_carries_the_label_of_its_app(via: Via) {
+    let objects = via.load_all();
     for s in &objects.services {
         let app = app_label(&s.metadata)
             .unwrap_or_else(|| panic!("Service {} has no app label", name(s)));
@@ -1005,10 +1201,9 @@ fn service_names_of_app<'a>(objects: &'a Objects, app: &str) -> BTreeSet<&'a str
         .collect()
 }
 
-#[test]
-fn experiments_add_to_the_suite_and_replace_nothing() {
-    let suite = load();
-    let experiments = load_experiments();
+fn experiments_add_to_the_suite_and_replace_nothing(via: Via) {
+    let suite = via.load();
+    let experiments = via.load_experiments();
     assert!(
         experiments.namespaces.is_empty()
             && experiments.deployments.is_empty()
@@ -1085,10 +1280,9 @@ fn experiments_add_to_the_suite_and_replace_nothing() {
     }
 }
 
-#[test]
-fn the_external_name_aliases_a_service_of_the_suite() {
-    let suite = load();
-    let experiments = load_experiments();
+fn the_external_name_aliases_a_service_of_the_suite(via: Via) {
+    let suite = via.load();
+    let experiments = via.load_experiments();
     let aliases: Vec<&Service> = experiments
         .services
         .iter()
@@ -1120,10 +1314,9 @@ fn the_external_name_aliases_a_service_of_the_suite() {
     }
 }
 
-#[test]
-fn hand_written_endpoint_slices_belong_to_services_without_a_selector() {
-    let all = load_all();
-    let experiments = load_experiments();
+fn hand_written_endpoint_slices_belong_to_services_without_a_selector(via: Via) {
+    let all = via.load_all();
+    let experiments = via.load_experiments();
     assert!(
         !experiments.slices.is_empty(),
         "a hand-written EndpointSlice"
@@ -1198,10 +1391,9 @@ fn hand_written_endpoint_slices_belong_to_services_without_a_selector() {
     }
 }
 
-#[test]
-fn a_pod_with_hostname_and_subdomain_sits_under_a_headless_service_that_selects_it() {
-    let all = load_all();
-    let experiments = load_experiments();
+fn a_pod_with_hostname_and_subdomain_sits_under_a_headless_service_that_selects_it(via: Via) {
+    let all = via.load_all();
+    let experiments = via.load_experiments();
     let named: Vec<&Pod> = experiments
         .pods
         .iter()
@@ -1248,10 +1440,9 @@ fn a_pod_with_hostname_and_subdomain_sits_under_a_headless_service_that_selects_
     }
 }
 
-#[test]
-fn the_not_ready_service_is_quote_headless_publishing_every_pod() {
-    let all = load_all();
-    let experiments = load_experiments();
+fn the_not_ready_service_is_quote_headless_publishing_every_pod(via: Via) {
+    let all = via.load_all();
+    let experiments = via.load_experiments();
     let all_pods = experiments
         .services
         .iter()
@@ -1267,10 +1458,9 @@ fn the_not_ready_service_is_quote_headless_publishing_every_pod() {
     assert_ne!(headless.publish_not_ready_addresses, Some(true));
 }
 
-#[test]
-fn the_dns_client_adds_search_domains_and_changes_ndots() {
-    let all = load_all();
-    let experiments = load_experiments();
+fn the_dns_client_adds_search_domains_and_changes_ndots(via: Via) {
+    let all = via.load_all();
+    let experiments = via.load_experiments();
     let clients: Vec<&Pod> = experiments
         .pods
         .iter()
@@ -1377,9 +1567,8 @@ fn same_host_ports_as_the_lab(file: &str, config: &Value) {
     }
 }
 
-#[test]
-fn dual_stack_service_and_its_kind_cluster() {
-    let experiments = load_experiments();
+fn dual_stack_service_and_its_kind_cluster(via: Via) {
+    let experiments = via.load_experiments();
     assert!(
         experiments.services.iter().any(|s| {
             let spec = service_spec(s);
@@ -1392,9 +1581,8 @@ fn dual_stack_service_and_its_kind_cluster() {
     same_host_ports_as_the_lab("cluster-dual-stack.yaml", &config);
 }
 
-#[test]
-fn topology_aware_service_and_a_kind_cluster_in_two_zones() {
-    let experiments = load_experiments();
+fn topology_aware_service_and_a_kind_cluster_in_two_zones(via: Via) {
+    let experiments = via.load_experiments();
     assert!(
         experiments.services.iter().any(|s| {
             let spec = service_spec(s);
@@ -1457,9 +1645,8 @@ fn secret_holding(spec: &PodSpec, c: &Container, file: &str) -> Option<String> {
         .clone()
 }
 
-#[test]
-fn the_postgres_variant_runs_three_quiz_replicas_on_one_database() {
-    let variant = load_postgres_only();
+fn the_postgres_variant_runs_three_quiz_replicas_on_one_database(via: Via) {
+    let variant = via.load_postgres_only();
     let kinds: BTreeSet<(&str, &str)> = variant
         .deployments
         .iter()
@@ -1489,7 +1676,7 @@ fn the_postgres_variant_runs_three_quiz_replicas_on_one_database() {
         "no Secret: the user creates it"
     );
 
-    let objects = load_postgres();
+    let objects = via.load_postgres();
     let quiz = objects
         .deployments
         .iter()
@@ -1669,9 +1856,8 @@ fn the_postgres_variant_runs_three_quiz_replicas_on_one_database() {
     );
 }
 
-#[test]
-fn in_the_postgres_variant_services_find_pods_and_only_quiz_reaches_the_database() {
-    let objects = load_postgres();
+fn in_the_postgres_variant_services_find_pods_and_only_quiz_reaches_the_database(via: Via) {
+    let objects = via.load_postgres();
     // Every Service with a selector finds pods, now StatefulSets' too, on a port they declare.
     let mut pods: Vec<(String, Labels, &PodSpec)> = workloads(&objects)
         .into_iter()
@@ -1784,3 +1970,51 @@ fn in_the_postgres_variant_services_find_pods_and_only_quiz_reaches_the_database
         );
     }
 }
+
+/// Each check above as a test of its own, on the files (`files::…`) and on the renderings of the
+/// kustomizations: the suite (`kustomized::…`), the published images (`published::…`), the
+/// custom tips and questions (`custom::…`) and another registry by `make deploy`
+/// (`registry::…`), each with its experiments and PostgreSQL variant.
+macro_rules! checks {
+    ($($check:ident),* $(,)?) => {
+        mod files {
+            $(#[test] fn $check() { super::$check(super::Via::Files) })*
+        }
+        checks!(@variant kustomized, KUSTOMIZED, $($check),*);
+        checks!(@variant published, PUBLISHED, $($check),*);
+        checks!(@variant custom, CUSTOM, $($check),*);
+        checks!(@variant registry, REGISTRY, $($check),*);
+    };
+    (@variant $module:ident, $variant:ident, $($check:ident),*) => {
+        mod $module {
+            $(#[test] fn $check() {
+                let test = concat!("manifests::", stringify!($module), "::", stringify!($check));
+                if crate::kustomize::kubectl_or_skip(test).is_some() {
+                    super::$check(super::Via::Kustomize(&super::$variant));
+                }
+            })*
+        }
+    };
+}
+
+checks!(
+    the_namespace_comes_first_with_pod_security_labels,
+    the_deployments_are_the_ones_the_chapter_uses,
+    every_pod_meets_the_restricted_profile_and_knows_its_identity,
+    only_the_approved_policy_checks_are_skipped,
+    images_match_what_the_dockerfile_and_makefile_build,
+    services_find_their_pods_and_ports,
+    the_backend_urls_name_services_defined_here,
+    network_policies_allow_the_intended_flows_only,
+    every_service_carries_the_label_of_its_app,
+    experiments_add_to_the_suite_and_replace_nothing,
+    the_external_name_aliases_a_service_of_the_suite,
+    hand_written_endpoint_slices_belong_to_services_without_a_selector,
+    a_pod_with_hostname_and_subdomain_sits_under_a_headless_service_that_selects_it,
+    the_not_ready_service_is_quote_headless_publishing_every_pod,
+    the_dns_client_adds_search_domains_and_changes_ndots,
+    dual_stack_service_and_its_kind_cluster,
+    topology_aware_service_and_a_kind_cluster_in_two_zones,
+    the_postgres_variant_runs_three_quiz_replicas_on_one_database,
+    in_the_postgres_variant_services_find_pods_and_only_quiz_reaches_the_database,
+);
