@@ -62,6 +62,14 @@ pub struct Config {
     pub resolv_conf: std::path::PathBuf,
     /// The names the DNS lab may ask about.
     pub dns_names: labs::dns::Names,
+    /// Where the DNS lab asks instead of resolv.conf's first nameserver on port 53 (the local
+    /// suite's cluster DNS, on a port of its own); a pod keeps `None`.
+    pub dns_nameserver: Option<std::net::SocketAddr>,
+    /// Routes beside kiada's own, on the same ports: the local suite's `/lab/pods` and
+    /// `/lab/rollout`, which it alone can answer. They get every layer kiada's routes get.
+    pub extra_routes: Option<axum::Router>,
+    /// Whether the lab page shows a section of the pods (the extra routes serve `/lab/pods`).
+    pub pods_section: bool,
     /// What `kiada check` looks at; `None`: derived from the backend URLs and the identity.
     pub check: Option<labs::check::Targets>,
 }
@@ -86,6 +94,9 @@ impl Config {
             networks: page::client_ip::Networks::default(),
             resolv_conf: labs::dns::RESOLV_CONF.into(),
             dns_names: labs::dns::Names::default(),
+            dns_nameserver: None,
+            extra_routes: None,
+            pods_section: false,
             check: None,
         }
     }
@@ -119,6 +130,8 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
         limits: Arc::new(labs::Limits::new()),
         resolv_conf: Arc::new(config.resolv_conf.clone()),
         dns_names: Arc::new(config.dns_names.clone()),
+        nameserver: config.dns_nameserver,
+        pods_section: config.pods_section,
         check: Arc::new(config.check.clone().unwrap_or_else(|| {
             let mut t = labs::check::Targets::new(&config.quote.url, &config.quiz.url);
             t.namespace = config.identity.pod_namespace.clone();
@@ -131,7 +144,7 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
     let service = kit::AppSpec {
         metrics,
         errors: kit::ErrorFormat::JsonUnder("/proxy/"),
-        ..kit::AppSpec::new("kiada", router(page, labs))
+        ..kit::AppSpec::new("kiada", router(page, labs, config.extra_routes.clone()))
     };
     let mut app = kit::App::bind(&config.server, &config.identity, service)?;
     if let Some(tls) = &config.tls {
@@ -144,14 +157,19 @@ pub async fn build(config: Config) -> Result<kit::App, StartError> {
     Ok(app)
 }
 
-/// Every route of kiada: the page's, the labs', the static files; 404 in text for the rest.
-/// Whatever is not an HTML page (which sets its own policy) is locked down by
-/// [`view::html::not_a_page`]: a backend's answer relayed, a text page, JSON, never a document
-/// that runs anything on kiada's origin.
-pub fn router(page: page::PageState, labs: labs::LabState) -> axum::Router {
+/// Every route of kiada: the page's, the labs', the static files, and the `extra` routes of the
+/// local suite; 404 in text for the rest. Whatever is not an HTML page (which sets its own
+/// policy) is locked down by [`view::html::not_a_page`]: a backend's answer relayed, a text
+/// page, JSON, never a document that runs anything on kiada's origin.
+pub fn router(
+    page: page::PageState,
+    labs: labs::LabState,
+    extra: Option<axum::Router>,
+) -> axum::Router {
     use axum::routing::get;
     page::router(page)
         .merge(labs::router(labs))
+        .merge(extra.unwrap_or_default())
         .route("/static/{file}", get(view::assets::file))
         .route("/favicon.ico", get(view::assets::favicon))
         .fallback(kit::not_found)

@@ -68,6 +68,10 @@ struct Cli {
     /// Names the DNS lab may look up: any, the cluster domain's, or only this pod's namespace's
     #[arg(long, env = "DNS_LAB_SCOPE", value_enum, default_value_t = kiada::labs::dns::Scope::Any)]
     dns_lab_scope: kiada::labs::dns::Scope,
+    /// Where the DNS lab sends its queries (the search list and ndots still come from
+    /// resolv.conf) [default: resolv.conf's first nameserver, port 53]
+    #[arg(long, env = "DNS_LAB_NAMESERVER", value_name = "IP:PORT")]
+    nameserver: Option<std::net::SocketAddr>,
     /// The cluster's DNS domain, for the DNS lab's scope
     #[arg(
         long,
@@ -235,6 +239,9 @@ async fn main() -> ExitCode {
         resolv_conf: cli.resolv_conf,
         check: Some(check),
         dns_names,
+        dns_nameserver: cli.nameserver,
+        extra_routes: None,
+        pods_section: false,
     };
     kit::main_with(kiada::build(config)).await
 }

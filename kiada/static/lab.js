@@ -216,3 +216,78 @@
 
   stopButton.addEventListener("click", () => finish(`Stopped after ${marks} call(s).`));
 })();
+
+// The local suite's pods (lab/pods, JSON), refreshed every second; rollout and delete buttons
+// ask the suite (same origin) and say what it answered. Text from the network goes in through
+// textContent only.
+(function () {
+  const table = document.getElementById("pods-table");
+  if (!table) return;
+  const body = table.querySelector("tbody");
+  const status = document.getElementById("pods-status");
+  let said = "";
+
+  function cell(row, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.append(td);
+    return td;
+  }
+
+  function render(pods) {
+    const rows = pods.map((pod) => {
+      const row = document.createElement("tr");
+      row.dataset.pod = pod.name;
+      const name = cell(row, pod.name);
+      name.style.color = (window.kiadaPodColour || (() => ""))(pod.name);
+      cell(row, pod.service);
+      cell(row, pod.state, "state-" + pod.state);
+      cell(row, pod.endpoint ? "yes" : "no");
+      cell(row, pod.admin);
+      cell(row, String(pod.requests ?? "?"), "num");
+      cell(row, String(pod.open), "num");
+      const td = document.createElement("td");
+      if (pod.state !== "draining") {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = "Delete";
+        button.addEventListener("click", () => ask("DELETE", "lab/pods/" + encodeURIComponent(pod.name)));
+        td.append(button);
+      }
+      row.append(td);
+      return row;
+    });
+    body.replaceChildren(...rows);
+  }
+
+  async function ask(method, url) {
+    try {
+      const res = await fetch(url, { method, headers: { accept: "text/plain" } });
+      said = (await res.text()).trim();
+    } catch (e) {
+      said = "the suite did not answer: " + e.message;
+    }
+    status.textContent = said;
+    refresh();
+  }
+
+  async function refresh() {
+    try {
+      const res = await fetch("lab/pods", { headers: { accept: "application/json" } });
+      if (!res.ok) throw new Error("HTTP " + res.status);
+      const data = await res.json();
+      render(data.pods);
+      const rolling = data.services.filter((s) => s.rollout).map((s) => s.name + ": " + s.rollout);
+      status.textContent = [said, ...rolling].filter(Boolean).join(" | ");
+    } catch (e) {
+      status.textContent = "cannot read the pods (" + e.message + "); retrying";
+    }
+  }
+
+  document.querySelectorAll("button[data-rollout]").forEach((button) => {
+    button.addEventListener("click", () => ask("POST", "lab/rollout?service=" + button.dataset.rollout));
+  });
+  refresh();
+  setInterval(refresh, 1000);
+})();

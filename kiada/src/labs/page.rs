@@ -1,6 +1,7 @@
 //! `GET /lab`: the labs as a page. The spread lab runs on the server and comes back drawn as
 //! bars (no JavaScript needed); the watch is drawn live by `static/lab.js` from the watch's
-//! Server-Sent Events; the DNS lab's form asks `/lab/dns`.
+//! Server-Sent Events; the DNS lab's form asks `/lab/dns`. In the local suite a section lists
+//! its pods, read from the suite's `/lab/pods` by the same script.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -105,6 +106,8 @@ struct LabHtml<'a> {
     min_interval: u64,
     max_interval: u64,
     max_duration: u64,
+    /// The local suite's pods section (`/lab/pods`, drawn by `static/lab.js`).
+    pods: bool,
 }
 
 /// The lab page; a template that fails to render is kiada's bug, answered with 500.
@@ -146,6 +149,7 @@ pub async fn page(
         min_interval: watch::INTERVAL_MS.0,
         max_interval: watch::INTERVAL_MS.1,
         max_duration: watch::DURATION_S.1,
+        pods: state.pods_section,
     };
     Ok(html(status, page.render()?))
 }

@@ -1,6 +1,8 @@
 //! What the labs' routes read: the backends (only the configured ones are ever called), who
-//! this pod is, the limits every lab shares, and the resolver configuration.
+//! this pod is, the limits every lab shares, the resolver configuration, and whether the page
+//! shows the local suite's pods.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,6 +21,11 @@ pub struct LabState {
     pub resolv_conf: Arc<PathBuf>,
     /// The names the DNS lab may ask about.
     pub dns_names: Arc<Names>,
+    /// Where the DNS lab sends its queries instead of resolv.conf's first nameserver on port
+    /// 53 (`--nameserver`: the local suite's cluster DNS).
+    pub nameserver: Option<SocketAddr>,
+    /// Whether the lab page has a section of the pods (the local suite serves `/lab/pods`).
+    pub pods_section: bool,
     /// What the check looks at.
     pub check: Arc<Targets>,
 }

@@ -547,3 +547,53 @@ async fn the_lab_walks_the_names_musl_walks_and_stops_where_musl_stops() {
     );
     drop(dns);
 }
+
+/// `--nameserver` sends the walk to another address (the local suite's DNS, on a port of its
+/// own) while the search list still comes from resolv.conf; where resolv.conf is not a pod's,
+/// the lesson says there is no cluster DNS instead of only "no such name".
+#[tokio::test]
+async fn the_lab_asks_the_nameserver_it_is_given_and_says_when_there_is_no_cluster_dns() {
+    let address = "127.0.0.158";
+    let Some(dns) = dnsmasq_at(address, &[]) else {
+        return;
+    };
+    let s = healthy().await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // A pod's search list, naming a nameserver where nothing listens: only the override is
+    // asked, or the walk would time out.
+    let pod = dir.path().join("pod.conf");
+    std::fs::write(
+        &pod,
+        "search kiada.svc.cluster.local svc.cluster.local cluster.local\n\
+         nameserver 127.0.0.159\noptions ndots:5\n",
+    )
+    .unwrap();
+    let mut given = config(&format!("{}/quote", s.quote.url), &s.quiz.url);
+    given.resolv_conf = pod;
+    given.dns_nameserver = Some(format!("{address}:53").parse().unwrap());
+    let kiada = start(given).await;
+    let quiz = lab(&kiada.url(), "quiz").await;
+    assert_eq!(quiz["resolved"], "quiz.kiada.svc.cluster.local.", "{quiz}");
+    assert_eq!(quiz["asked"], format!("{address}:53"));
+    assert_eq!(quiz["clusterDns"], true);
+    let text = text(format!("{}/lab/dns?name=quiz", kiada.url())).await;
+    assert!(text.contains("nameserver 127.0.0.159\n"), "{text}");
+
+    // A laptop's resolv.conf: a nameserver that knows no Service (dnsmasq answers NXDOMAIN).
+    let laptop = dir.path().join("laptop.conf");
+    std::fs::write(&laptop, format!("search lan\nnameserver {address}\n")).unwrap();
+    let mut alone = config(&format!("{}/quote", s.quote.url), &s.quiz.url);
+    alone.resolv_conf = laptop;
+    let kiada = start(alone).await;
+    let quote = lab(&kiada.url(), "quote").await;
+    assert_eq!(quote["clusterDns"], false, "{quote}");
+    assert_eq!(quote["ended"], "exhausted");
+    let lesson = quote["lesson"].as_str().unwrap();
+    assert!(
+        lesson.starts_with("There is no cluster DNS here."),
+        "{lesson}"
+    );
+    assert!(lesson.contains("cargo run --release -p suite"), "{lesson}");
+    drop(dns);
+}

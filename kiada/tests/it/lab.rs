@@ -204,6 +204,8 @@ async fn the_lab_page_draws_the_spread_per_pod_on_the_server() {
         "nothing runs before it is asked"
     );
     assert!(!html.contains("style="), "no inline styles under the CSP");
+    // The pods section is the local suite's, which serves /lab/pods; a pod has none.
+    assert!(!html.contains(r#"id="pods-table""#));
 
     let html = fetch(
         format!("{url}/lab?run=spread&service=quote&n=30"),

@@ -200,6 +200,27 @@ impl SqliteStore {
     }
 }
 
+/// Deletes every recorded answer of the database at `path` (the local suite's `--reset`),
+/// keeping the questions; says how many went. A database not made yet has none.
+pub fn clear_answers(path: &Path) -> Result<usize, StoreError> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    let conn = connect(path).map_err(|source| StoreError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    let has_answers: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'answers')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_answers {
+        return Ok(0);
+    }
+    Ok(conn.execute("DELETE FROM answers", [])?)
+}
+
 fn connect(path: &Path) -> Result<Connection, BoxError> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;

@@ -120,6 +120,7 @@ fn suite_flags_are_documented() {
 // Commands in the README and the lab guide name objects that exist.
 
 pub(crate) const GUIDE: &str = include_str!("../../../docs/services-lab.md");
+const TEACHING: &str = include_str!("../../../docs/teaching.md");
 
 /// What the manifests (suite and experiments) and the kind configurations define, as far as a
 /// command can name it.
@@ -690,7 +691,11 @@ fn check_markdown(lab: &Lab, markdown: &str) -> Vec<String> {
 #[test]
 fn commands_in_the_readme_and_the_guide_name_what_exists() {
     let lab = lab();
-    for (file, text) in [("README.md", README), ("docs/services-lab.md", GUIDE)] {
+    for (file, text) in [
+        ("README.md", README),
+        ("docs/services-lab.md", GUIDE),
+        ("docs/teaching.md", TEACHING),
+    ] {
         let found = commands(text);
         assert!(found.len() > 10, "{file}: {} commands found", found.len());
         let errors = check_markdown(&lab, text);

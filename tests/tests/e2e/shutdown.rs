@@ -144,6 +144,7 @@ async fn the_suite_serves_until_ctrl_c_then_stops_every_part() {
             "0",
         ])
         .args(["--quote-replicas", "2", "--shutdown-delay", "0.2"])
+        .args(["--admin-ports-from", "0"])
         .arg("--data-dir")
         .arg(data.path())
         .stdout(std::process::Stdio::piped())
@@ -201,6 +202,8 @@ async fn the_suite_names_a_taken_port() {
             "0",
             "--quiz-port",
             &port,
+            "--admin-ports-from",
+            "0",
         ])
         .arg("--data-dir")
         .arg(data.path())

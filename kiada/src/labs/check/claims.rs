@@ -75,6 +75,8 @@ const UNDECLARED_PORT: u16 = 1;
 pub struct Run<'a> {
     pub targets: &'a Targets,
     pub conf: ResolvConf,
+    /// Where the lookups go instead of resolv.conf's first nameserver (`--nameserver`).
+    pub nameserver: Option<std::net::SocketAddr>,
     pub deadline: Instant,
     /// Claims to run; all when empty.
     pub only: BTreeSet<&'static str>,
@@ -120,10 +122,10 @@ impl Run<'_> {
         .any(|id| self.wants(id));
         let quote = self.targets.quote.clone();
         if needs_vip && let Some(q) = &quote {
-            seen.vip = Some(probe::resolve(q, &self.conf).await);
+            seen.vip = Some(probe::resolve(q, &self.conf, self.nameserver).await);
         }
         if needs_pods && let Some(name) = self.targets.quote_as("-headless") {
-            let headless = probe::resolve(&name, &self.conf).await;
+            let headless = probe::resolve(&name, &self.conf, self.nameserver).await;
             for ip in headless.addresses.iter().take(MAX_PODS) {
                 if self.out_of_time() {
                     break;
@@ -210,8 +212,8 @@ impl Run<'_> {
         };
         let dotted = format!("{q}.{}", self.targets.namespace);
         let full = self.targets.full(q);
-        let with_ns = probe::resolve(&dotted, &self.conf).await;
-        let fqdn = probe::resolve(&full, &self.conf).await;
+        let with_ns = probe::resolve(&dotted, &self.conf, self.nameserver).await;
+        let fqdn = probe::resolve(&full, &self.conf, self.nameserver).await;
         let search = self.conf.search.join(" ");
         let did = format!(
             "resolved {q}, {dotted} and {full} through this pod's resolv.conf (search {search}; \
@@ -564,7 +566,7 @@ impl Run<'_> {
 
     /// `calls` new connections to `name`, or `None` when it does not resolve.
     async fn calls_to(&self, name: &str, calls: usize) -> Option<(Resolved, Vec<Outcome>)> {
-        let resolved = probe::resolve(name, &self.conf).await;
+        let resolved = probe::resolve(name, &self.conf, self.nameserver).await;
         if !resolved.found() {
             return None;
         }
@@ -810,7 +812,7 @@ impl Run<'_> {
         let mut failed: Vec<(String, String)> = Vec::new();
         if let Some(quiz) = &self.targets.quiz {
             let alias = format!("{quiz}-alias");
-            let r = probe::resolve(&alias, &self.conf).await;
+            let r = probe::resolve(&alias, &self.conf, self.nameserver).await;
             if r.found() || !r.cnames.is_empty() {
                 let target = format!("{}.", self.targets.full(quiz));
                 if r.cnames.iter().any(|c| c.ends_with(&target)) {
@@ -827,7 +829,7 @@ impl Run<'_> {
             }
         }
         if let Some(all) = self.targets.quote_as("-headless-all") {
-            let r = probe::resolve(&all, &self.conf).await;
+            let r = probe::resolve(&all, &self.conf, self.nameserver).await;
             if r.found() {
                 let ready = seen
                     .headless
@@ -854,13 +856,13 @@ impl Run<'_> {
         }
         if let Some(headless) = self.targets.quote_as("-headless") {
             let named = format!("tips.{headless}");
-            let r = probe::resolve(&named, &self.conf).await;
+            let r = probe::resolve(&named, &self.conf, self.nameserver).await;
             if r.found() {
                 parts.push(format!("{named} -> {}", r.shown()));
             }
         }
         if let Some(dual) = self.targets.quote_as("-dual") {
-            let r = probe::resolve(&dual, &self.conf).await;
+            let r = probe::resolve(&dual, &self.conf, self.nameserver).await;
             if r.found() {
                 let v4 = r.addresses.iter().any(IpAddr::is_ipv4);
                 let v6 = r.addresses.iter().any(IpAddr::is_ipv6);

@@ -93,6 +93,7 @@ pub async fn check(
     let run = claims::Run {
         targets: &state.check,
         conf,
+        nameserver: state.nameserver,
         deadline: claims::deadline(TIME_LIMIT),
         only,
     };

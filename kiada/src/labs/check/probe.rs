@@ -45,8 +45,13 @@ impl Resolved {
     }
 }
 
-pub async fn resolve(name: &str, conf: &ResolvConf) -> Resolved {
-    let lab = dns::run(name, conf.clone(), &dns::Names::default()).await;
+/// Resolves `name` as the DNS lab walks it, asking `server` when given (`--nameserver`).
+pub async fn resolve(
+    name: &str,
+    conf: &ResolvConf,
+    server: Option<std::net::SocketAddr>,
+) -> Resolved {
+    let lab = dns::run(name, conf.clone(), &dns::Names::default(), server).await;
     let last = lab.steps.last();
     Resolved {
         addresses: match &lab.resolved {

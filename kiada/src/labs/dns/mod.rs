@@ -4,8 +4,11 @@
 //! answer means for a Service: one virtual IP, a headless Service's pods, an ExternalName's
 //! CNAME, and the SRV records of a named port.
 //!
-//! The lookups go to the nameserver `resolv.conf` names and nowhere else, for DNS names only,
-//! each with a short timeout; one lab run per pod at a time.
+//! The lookups go to the nameserver `resolv.conf` names and nowhere else (or, in the local
+//! suite, to the address `--nameserver` names: the suite's cluster DNS on a port of its own),
+//! for DNS names only, each with a short timeout; one lab run per pod at a time. Where
+//! `resolv.conf` is not a pod's (kiada run alone on a laptop), the lesson says that no cluster
+//! DNS answers rather than only "no such name".
 //!
 //! - `name`: the name typed, checked; `resolv_conf`: the pod's configuration and candidates;
 //! - `scope`: which names it may ask about;
@@ -31,10 +34,15 @@ pub use walk::{DEADLINE, DnsLab, QUERY_TIMEOUT, Srv, Step};
 use super::state::LabState;
 use crate::error::Error;
 
-/// Walks the candidates as a stub resolver does (those in scope), then says what the answer
-/// means.
-pub async fn run(name: &str, conf: ResolvConf, names: &Names) -> DnsLab {
-    let mut lab = walk::walk(name, conf, names).await;
+/// Walks the candidates as a stub resolver does (those in scope), asking `server` when given
+/// (`--nameserver`) or else resolv.conf's first nameserver, then says what the answer means.
+pub async fn run(
+    name: &str,
+    conf: ResolvConf,
+    names: &Names,
+    server: Option<std::net::SocketAddr>,
+) -> DnsLab {
+    let mut lab = walk::walk(name, conf, names, server).await;
     report::explain(&mut lab);
     lab
 }
@@ -58,7 +66,7 @@ pub async fn lab(
     // never holds up the spread lab.
     let _running = state.limits.start_dns()?;
     let conf = resolv_conf::read_resolv_conf(&state.resolv_conf).await?;
-    let result = run(&name, conf, &state.dns_names).await;
+    let result = run(&name, conf, &state.dns_names, state.nameserver).await;
     if json {
         return Ok(Json(result).into_response());
     }

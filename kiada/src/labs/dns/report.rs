@@ -13,10 +13,25 @@ pub(super) fn explain(lab: &mut DnsLab) {
         (Some(_), Some(step)) => Some(meaning(step)),
         _ => None,
     };
-    lab.lesson = match lab.nameserver {
+    lab.lesson = match lab.asked {
         None => "resolv.conf names no nameserver, so nothing was asked.".into(),
+        Some(_) if !lab.cluster_dns && lab.resolved.is_none() => no_cluster_dns(lab),
         Some(_) => lesson(lab),
     };
+}
+
+/// Said instead of "no such name" where no cluster DNS answers: kiada outside a cluster, with
+/// this machine's resolver.
+fn no_cluster_dns(lab: &DnsLab) -> String {
+    let server = lab.asked.map(|a| a.ip().to_string()).unwrap_or_default();
+    format!(
+        "There is no cluster DNS here. This resolv.conf is not a pod's: its search list has no \
+         svc.<cluster domain> entry, so {server} is this machine's own resolver, which knows \
+         nothing of Services, and '{}' did not resolve through it. Service names resolve only \
+         where a cluster DNS answers: in a pod, or in the local suite (cargo run --release -p \
+         suite), whose kiada asks the suite's own cluster DNS.",
+        lab.name
+    )
 }
 
 fn meaning(step: &Step) -> String {
@@ -118,9 +133,13 @@ pub(super) fn text(lab: &DnsLab) -> String {
     let _ = writeln!(out, "How this pod resolves '{}'\n", lab.name);
     let servers: Vec<String> = conf.nameservers.iter().map(|s| s.to_string()).collect();
     let _ = writeln!(out, "resolv.conf:");
+    let asked = match lab.asked {
+        Some(at) if at.port() != 53 => format!(" (asked at {at}: --nameserver)"),
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "  nameserver {}",
+        "  nameserver {}{asked}",
         if servers.is_empty() {
             "(none)".to_owned()
         } else {

@@ -52,6 +52,16 @@ impl ResolvConf {
         conf
     }
 
+    /// Whether the search list holds the cluster's Service domain (`svc.cluster.local`, or
+    /// `<namespace>.svc.cluster.local`), as every pod's `resolv.conf` does: the sign that a
+    /// cluster DNS answers, rather than this machine's resolver.
+    pub fn searches_services(&self, cluster_domain: &str) -> bool {
+        let services = format!("svc.{}", cluster_domain.trim_matches('.'));
+        self.search
+            .iter()
+            .any(|d| *d == services || d.ends_with(&format!(".{services}")))
+    }
+
     /// The names tried, in order, each fully qualified (trailing dot), as musl does it (the C
     /// library of the suite's images): a name ending in a dot, or with at least ndots dots, is
     /// tried as given and nothing else; one with fewer dots goes through the search list first
@@ -134,6 +144,12 @@ mod tests {
             ["quiz.kiada.svc.cluster.local."]
         );
         let few = ResolvConf { ndots: 1, ..conf() };
+        assert!(c.searches_services("cluster.local"));
+        assert!(!c.searches_services("example.org"));
+        assert!(
+            !ResolvConf::parse("search lan\nnameserver 192.168.1.1\n")
+                .searches_services("cluster.local")
+        );
         assert_eq!(few.candidates("quiz.kiada")[0], "quiz.kiada.");
     }
 }

@@ -57,6 +57,13 @@ pub struct DnsLab {
     pub name: String,
     pub resolv_conf: ResolvConf,
     pub nameserver: Option<IpAddr>,
+    /// The address the queries went to: the first nameserver on port 53, or the one
+    /// `--nameserver` names (the local suite's cluster DNS, on a port of its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub asked: Option<SocketAddr>,
+    /// Whether `resolv.conf` is a pod's, searching the cluster's Service domain
+    /// (`svc.cluster.local`): whether a cluster DNS is what answers.
+    pub cluster_dns: bool,
     pub steps: Vec<Step>,
     /// The name that resolved, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -73,13 +80,24 @@ pub struct DnsLab {
 }
 
 /// Walks the candidates as a stub resolver does, then asks for the SRV record of the name that
-/// resolved. The meaning and the lesson are left for the report to fill in.
-pub(super) async fn walk(name: &str, conf: ResolvConf, names: &Names) -> DnsLab {
+/// resolved. The queries go to `server` when given (`--nameserver`), else to the first
+/// nameserver of `resolv.conf` on port 53. The meaning and the lesson are left for the report
+/// to fill in.
+pub(super) async fn walk(
+    name: &str,
+    conf: ResolvConf,
+    names: &Names,
+    server: Option<SocketAddr>,
+) -> DnsLab {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let nameserver = conf.nameservers.first().copied();
+    let asked = server.or_else(|| nameserver.map(|ip| SocketAddr::new(ip, 53)));
+    let cluster_dns = conf.searches_services(&names.cluster_domain);
     let mut lab = DnsLab {
         name: name.to_owned(),
         nameserver,
+        asked,
+        cluster_dns,
         steps: Vec::new(),
         resolved: None,
         ended: "no-nameserver",
@@ -88,10 +106,9 @@ pub(super) async fn walk(name: &str, conf: ResolvConf, names: &Names) -> DnsLab 
         lesson: String::new(),
         resolv_conf: conf,
     };
-    let Some(server) = nameserver else {
+    let Some(server) = asked else {
         return lab;
     };
-    let server = SocketAddr::new(server, 53);
     lab.ended = "exhausted";
     for candidate in lab.resolv_conf.candidates(name) {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
