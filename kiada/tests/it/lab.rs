@@ -382,3 +382,27 @@ async fn client_side_balancing_without_a_headless_name_says_so() {
             .contains("new, reuse, h2 or headless")
     );
 }
+
+#[tokio::test]
+async fn the_lab_page_draws_where_the_spread_runs_connections_went() {
+    let lab = three_pods().await;
+    let html = fetch(
+        format!("{}/lab?run=spread&n=12", lab.kiada.url()),
+        "text/html",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let start = html
+        .find(r#"<svg id="spread-path""#)
+        .expect("the drawing is there");
+    let svg = &html[start..start + html[start..].find("</svg>").unwrap()];
+    assert_eq!(svg.matches(r#"data-role="pod""#).count(), 3, "{svg}");
+    assert_eq!(svg.matches(r#"data-role="kiada""#).count(), 1, "{svg}");
+    // Every pod's box says how many calls it got each way; twelve new ones spread 4, 4, 4
+    // over round robin, and the twelve reused ones all went to one pod.
+    assert_eq!(svg.matches(">4 new, ").count(), 3, "{svg}");
+    assert_eq!(svg.matches(", 12 reused<").count(), 1, "{svg}");
+    assert!(svg.contains(">12 + 12 calls<"), "{svg}");
+}
