@@ -1,11 +1,12 @@
 // Walks the Kiada HTML page in Debian's headless Chromium, as a person would:
-//   node browser.mjs <kiada base URL> <screenshot directory>
+//   node browser.mjs <kiada base URL> <screenshot directory> <kiada URL whose quiz is down>
 // Exits non-zero, saying why, when anything is off.
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 
-const [base, shots] = process.argv.slice(2);
-assert.ok(base && shots, "usage: node browser.mjs <kiada URL> <screenshot directory>");
+const [base, shots, broken] = process.argv.slice(2);
+assert.ok(base && shots && broken,
+  "usage: node browser.mjs <kiada URL> <screenshot directory> <kiada URL whose quiz is down>");
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",

@@ -198,12 +198,8 @@ fn spread_path(state: &LabState, new: &Spread, reused: &Spread) -> Drawing {
         new.service.name(),
         "the Service",
     );
-    d.arrow(
-        kiada,
-        service,
-        format!("{} + {} calls", new.calls, reused.calls),
-        false,
-    );
+    d.note(service, format!("{} + {} calls", new.calls, reused.calls));
+    d.arrow(kiada, service, "", false);
     for (i, name) in pods.iter().enumerate() {
         let (n, r) = (
             new.pods.get(*name).copied().unwrap_or(0),

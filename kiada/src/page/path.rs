@@ -136,17 +136,18 @@ fn backend<T>(
     let node = match (&hop.node, hop.same_node) {
         (Some(node), Some(true)) => format!("{node}, same node"),
         (Some(node), Some(false)) => format!("{node}, other node"),
-        (Some(node), None) => node.clone(),
+        (Some(node), None) => format!("node {node}"),
         (None, _) => "node not given".into(),
     };
     let connection = match hop.connection {
-        Some(c) if c.reused => format!("reused #{}", c.requests_on_connection),
-        Some(_) => "new conn.".to_owned(),
+        Some(c) if c.reused => format!("reused conn., #{}", c.requests_on_connection),
+        Some(_) => "new connection".to_owned(),
         None => String::new(),
     };
     let colour = reply.pod.as_deref().map(colour::of).unwrap_or_default();
     let answered = d.shape(5, y, "pod", service, colour, pod, node);
-    d.arrow(dialled, answered, connection, false);
+    d.note(answered, connection);
+    d.arrow(dialled, answered, "", false);
     if let Some(e) = failure {
         // It answered, with an error: the pod is drawn, and what went wrong under the row.
         let x = d.shape(

@@ -20,6 +20,8 @@ pub struct Shape {
     pub colour: String,
     pub title: String,
     pub detail: String,
+    /// A third line, when there is more to say (the connection a call went over).
+    pub note: String,
 }
 
 /// An arrow from one box's right edge to another's left edge, with its words on it.
@@ -46,8 +48,8 @@ pub struct Drawing {
 }
 
 /// Box size and the gap between columns.
-pub const BOX_W: u32 = 118;
-pub const BOX_H: u32 = 44;
+pub const BOX_W: u32 = 124;
+pub const BOX_H: u32 = 56;
 pub const COLUMN: u32 = 150;
 
 impl Drawing {
@@ -84,11 +86,17 @@ impl Drawing {
             colour,
             title: shorten(&title.into()),
             detail: shorten(&detail.into()),
+            note: String::new(),
         };
         self.width = self.width.max(shape.x + shape.w + 8);
         self.height = self.height.max(shape.y + shape.h + 8);
         self.shapes.push(shape);
         self.shapes.len() - 1
+    }
+
+    /// Sets the third line of box `shape`.
+    pub fn note(&mut self, shape: usize, note: impl Into<String>) {
+        self.shapes[shape].note = shorten(&note.into());
     }
 
     /// An arrow from box `from` to box `to`.

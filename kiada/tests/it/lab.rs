@@ -404,5 +404,8 @@ async fn the_lab_page_draws_where_the_spread_runs_connections_went() {
     // over round robin, and the twelve reused ones all went to one pod.
     assert_eq!(svg.matches(">4 new, ").count(), 3, "{svg}");
     assert_eq!(svg.matches(", 12 reused<").count(), 1, "{svg}");
-    assert!(svg.contains(">12 + 12 calls<"), "{svg}");
+    assert!(
+        svg.contains(r#"class="note" x="#) && svg.contains(">12 + 12 calls<"),
+        "{svg}"
+    );
 }
