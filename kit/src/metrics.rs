@@ -35,31 +35,38 @@ struct RequestLabels {
 /// Label values that wrap what the request already holds: looking up a series on every
 /// request then allocates nothing.
 ///
-/// Only the standard methods are kept (`None` is `other`): hyper accepts any token as a method,
-/// and a label per made-up method would let a client grow `/metrics` without bound.
+/// Only the standard methods are kept (see [`method_name`]).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct MethodLabel(Option<Method>);
+struct MethodLabel(&'static str);
 
 impl MethodLabel {
     fn of(method: &Method) -> Self {
-        match *method {
-            Method::GET
-            | Method::HEAD
-            | Method::POST
-            | Method::PUT
-            | Method::DELETE
-            | Method::PATCH
-            | Method::OPTIONS
-            | Method::CONNECT
-            | Method::TRACE => MethodLabel(Some(method.clone())),
-            _ => MethodLabel(None),
-        }
+        MethodLabel(method_name(method))
     }
 }
 
 impl EncodeLabelValue for MethodLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> fmt::Result {
-        encoder.write_str(self.0.as_ref().map_or("other", Method::as_str))
+        encoder.write_str(self.0)
+    }
+}
+
+/// A request's method as the metrics' labels and the access log name it: one of the nine
+/// standard methods, or `other`. hyper accepts any token as a method, up to the head's 16 KiB:
+/// a label per made-up method would let a client grow `/metrics` without bound, and a log line
+/// would carry whatever a client sent.
+pub(crate) fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     }
 }
 

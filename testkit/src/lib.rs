@@ -148,6 +148,25 @@ impl Process {
             .expect("VmHWM in /proc/PID/status")
     }
 
+    /// The memory the process holds now (its resident set), in kilobytes.
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("the process is running");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status")
+    }
+
+    /// How many file descriptors the process holds open now: its listeners, its log pipes and
+    /// files, and one per connection.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("the process is running")
+            .count()
+    }
+
     /// Every line the process printed so far, stdout and stderr.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()

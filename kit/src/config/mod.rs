@@ -34,6 +34,22 @@ pub struct ServerConfig {
     #[arg(long, env = "REQUEST_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = parse_seconds)]
     pub request_timeout: Duration,
 
+    /// Seconds a request body may take to arrive after its head before the request is answered
+    /// 408; shorter than the request timeout, which is the handlers' time.
+    #[arg(long, env = "BODY_READ_TIMEOUT", value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub body_read_timeout: Duration,
+
+    /// Connections each listener (main, HTTPS, admin) serves at once. At the cap readiness
+    /// fails; 16 more are answered only on the probes and /metrics; the rest are closed at once.
+    #[arg(
+        long,
+        env = "MAX_CONNECTIONS",
+        value_name = "N",
+        default_value_t = crate::server::MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
+
     /// Milliseconds to delay every application response (not probes), for drills.
     #[arg(
         long,
@@ -84,6 +100,8 @@ impl ServerConfig {
             shutdown_delay: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            body_read_timeout: crate::server::BODY_READ_TIMEOUT,
+            max_connections: crate::server::MAX_CONNECTIONS,
             response_delay_ms: 0,
             response_delay_jitter_ms: 0,
             fail_after: None,
@@ -114,5 +132,24 @@ mod tests {
         assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("soon").is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerConfig,
+    }
+
+    #[test]
+    fn the_connection_limits_are_flags_with_defaults_and_a_cap_of_one_at_least() {
+        use clap::Parser;
+        let defaults = Cli::try_parse_from(["service"]).unwrap().server;
+        assert_eq!(defaults.max_connections, 512);
+        assert_eq!(defaults.body_read_timeout, Duration::from_secs(10));
+        let set = ["service", "--max-connections", "64", "--body-read-timeout", "2.5"];
+        let set = Cli::try_parse_from(set).unwrap().server;
+        assert_eq!(set.max_connections, 64);
+        assert_eq!(set.body_read_timeout, Duration::from_millis(2500));
+        assert!(Cli::try_parse_from(["service", "--max-connections", "0"]).is_err());
     }
 }

@@ -12,15 +12,18 @@
 //! timer about 3 % of the instructions per request in the bench scenario "quote GET /quote";
 //! `cargo run --release -p bench -- --compare REV` measures such a change.
 
+mod body_deadline;
 pub mod request_id;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Sleep;
@@ -31,6 +34,7 @@ use crate::health::drills::Faults;
 use crate::identity::ClientIp;
 use crate::metrics::{HttpMetrics, InFlight};
 use crate::{BODY_LIMIT, ErrorFormat, Identity, telemetry};
+use body_deadline::BodyReadTimeout;
 use request_id::RequestId;
 
 /// How many requests the response's connection has carried, this one included: 1 on a new
@@ -49,6 +53,7 @@ struct Shared {
     identity_headers: [(HeaderName, HeaderValue); 5],
     state: PodState,
     timeout: Duration,
+    body_read_timeout: Duration,
     errors: ErrorFormat,
 }
 
@@ -56,6 +61,7 @@ impl ObserveLayer {
     pub(crate) fn new(
         identity: &Identity,
         timeout: Duration,
+        body_read_timeout: Duration,
         metrics: Option<HttpMetrics>,
         errors: ErrorFormat,
         state: PodState,
@@ -65,6 +71,7 @@ impl ObserveLayer {
             identity_headers: identity_headers(identity),
             state,
             timeout,
+            body_read_timeout,
             errors,
         };
         ObserveLayer {
@@ -180,6 +187,20 @@ where
             None => ClientIp::from_extensions(request.extensions()),
         };
         let connection_requests = connection.map(|c| c.request);
+        let probes_only = connection.is_some_and(|c| c.probes_only);
+        // A body still to come gets the body-read deadline; most requests have none.
+        let (request, body_expired) = match hyper::body::Body::is_end_stream(request.body()) {
+            true => (request, None),
+            false => {
+                let expired = Arc::new(AtomicBool::new(false));
+                let limit = self.shared.body_read_timeout;
+                let flag = expired.clone();
+                let request = request.map(|body| {
+                    Body::new(body_deadline::DeadlineBody::new(body, started, limit, flag))
+                });
+                (request, Some(expired))
+            }
+        };
         let record = Record {
             started,
             // Cheap clones: the method is an enum, the URI shares the request's buffer.
@@ -190,16 +211,36 @@ where
             _in_flight: self.shared.metrics.as_ref().map(HttpMetrics::start),
             id,
             connection_requests,
+            body_expired,
         };
-        // A declared body over the limit is refused before any handler runs, whether or not
-        // the route reads bodies; a body of unknown length meets the same limit as it is read.
-        if declared_length(&request).is_some_and(|n| n > BODY_LIMIT as u64) {
+        // A connection past the listener's cap is for the probes and scrapes only.
+        let early = if probes_only && !is_probe(record.uri.path()) {
+            let message = "The service holds as many connections as it takes \
+                           (--max-connections); try again shortly"
+                .to_owned();
+            let mut response = self.shared.errors.response(
+                record.uri.path(),
+                StatusCode::SERVICE_UNAVAILABLE,
+                message,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Some(response)
+        } else if declared_length(&request).is_some_and(|n| n > BODY_LIMIT as u64) {
+            // A declared body over the limit is refused before any handler runs, whether or not
+            // the route reads bodies; a body of unknown length meets the same limit as it is
+            // read.
             let message = format!("The request body is larger than {BODY_LIMIT} bytes");
-            let response = self.shared.errors.response(
+            Some(self.shared.errors.response(
                 record.uri.path(),
                 StatusCode::PAYLOAD_TOO_LARGE,
                 message,
-            );
+            ))
+        } else {
+            None
+        };
+        if let Some(response) = early {
             return ObserveFuture {
                 inner: None,
                 early: Some(response),
@@ -231,6 +272,8 @@ struct Record {
     id: RequestId,
     /// Requests its connection has carried, this one included.
     connection_requests: Option<u64>,
+    /// Set when the request's body did not arrive within the body-read timeout.
+    body_expired: Option<Arc<AtomicBool>>,
 }
 
 pin_project_lite::pin_project! {
@@ -272,8 +315,25 @@ where
             }
         };
         let record = this.record.take().expect("polled after completion");
+        // However the handler took the failed read, the client is told what happened.
+        let response = match &record.body_expired {
+            Some(expired) if expired.load(Ordering::Relaxed) => {
+                let message = BodyReadTimeout(this.shared.body_read_timeout).to_string();
+                let path = record.uri.path();
+                this.shared
+                    .errors
+                    .response(path, StatusCode::REQUEST_TIMEOUT, message)
+            }
+            _ => response,
+        };
         Poll::Ready(Ok(finish(this.shared, record, response)))
     }
+}
+
+/// The probes and the scrape: answered even on a connection past the listener's cap, and logged
+/// at debug level.
+pub(crate) fn is_probe(path: &str) -> bool {
+    path.starts_with("/healthz/") || path == "/metrics"
 }
 
 fn timed_out(errors: ErrorFormat, path: &str, timeout: Duration) -> Response {

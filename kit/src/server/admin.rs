@@ -1,7 +1,11 @@
 //! The admin port's guard. It listens on 127.0.0.1 only, but a web page open in a browser on
-//! the same machine can still reach it: by a cross-site form post, or by DNS rebinding (a name
-//! of the attacker's that resolves to 127.0.0.1). Both are refused: a request must name a
-//! loopback host, and must not come from another site's page.
+//! the same machine can still reach it: by a form post or a `fetch` from another site, from a
+//! page another local server serves on another port (the other services of the suite, a
+//! developer's own), or by DNS rebinding (a name of the attacker's that resolves to 127.0.0.1).
+//! All are refused: a request must name a loopback host, and may come from no page but the
+//! admin port's own. Browsers send `Origin` on every cross-origin request and on every POST,
+//! and `Sec-Fetch-Site` on every request; a `same-site` page is another port of the same host,
+//! so only `none` (typed in, a bookmark) and `same-origin` pass.
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -17,7 +21,7 @@ pub(super) async fn guard(request: Request, next: Next) -> Response {
             StatusCode::FORBIDDEN,
             format!(
                 "Refused: {reason}. The admin port answers only requests addressed to \
-                 localhost, 127.0.0.1 or [::1] that do not come from another site's page.\n"
+                 localhost, 127.0.0.1 or [::1] that come from no web page but its own.\n"
             ),
         )
             .into_response(),
@@ -40,20 +44,44 @@ fn refusal(headers: &HeaderMap, authority: Option<&str>) -> Option<String> {
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("(not text)");
-        let authority = origin
-            .strip_prefix("http://")
-            .or_else(|| origin.strip_prefix("https://"));
-        if !authority.is_some_and(is_loopback_authority) {
-            return Some(format!("Origin '{}' is another site", shorten(origin)));
+        if !host.is_some_and(|host| is_own_origin(origin, host)) {
+            return Some(format!(
+                "Origin '{}' is not this port's own ({})",
+                shorten(origin),
+                host.map_or_else(|| "none: no Host".to_owned(), own_origin)
+            ));
         }
     }
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    if let Some(site) = headers.get("sec-fetch-site")
+        && !matches!(site.as_bytes(), b"none" | b"same-origin")
     {
-        return Some("the request comes from another site's page".to_owned());
+        return Some(format!(
+            "the request comes from another page (Sec-Fetch-Site: {})",
+            shorten(site.to_str().unwrap_or("(not text)"))
+        ));
     }
     None
+}
+
+/// The admin listener's origin as the request addressed it: plain HTTP, the `Host` it named.
+fn own_origin(host: &str) -> String {
+    format!("http://{}", host.to_ascii_lowercase())
+}
+
+/// Whether `origin` is `http://` and the host and port the request addressed, the way browsers
+/// write an origin: lowercase, without the default port 80.
+fn is_own_origin(origin: &str, host: &str) -> bool {
+    let Some(authority) = origin.strip_prefix("http://") else {
+        return false;
+    };
+    let strip_default = |a: &str| -> String {
+        let a = a.to_ascii_lowercase();
+        match a.strip_suffix(":80") {
+            Some(bare) => bare.to_owned(),
+            None => a,
+        }
+    };
+    strip_default(authority) == strip_default(host)
 }
 
 /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
@@ -135,20 +163,52 @@ mod tests {
     }
 
     #[test]
-    fn cross_site_origins_are_refused() {
-        let with = |origin: &str| {
+    fn only_the_ports_own_origin_and_no_other_page_pass() {
+        let with = |host: &str, origin: &str| {
+            refusal(&headers(&[("host", host), ("origin", origin)]), None)
+        };
+        assert_eq!(with("127.0.0.1:9901", "http://127.0.0.1:9901"), None);
+        assert_eq!(with("LOCALHOST:9901", "http://localhost:9901"), None);
+        assert_eq!(with("localhost", "http://localhost"), None);
+        assert_eq!(with("localhost:80", "http://localhost"), None);
+        assert_eq!(with("[::1]:9901", "http://[::1]:9901"), None);
+        // Another local port (another service of the suite, a dev server), another name for
+        // the same address, another scheme, another site, an opaque origin.
+        for (host, origin) in [
+            ("127.0.0.1:9901", "http://localhost:8080"),
+            ("127.0.0.1:9901", "http://127.0.0.1:8080"),
+            ("127.0.0.1:9901", "http://localhost:9901"),
+            ("127.0.0.1:9901", "https://127.0.0.1:9901"),
+            ("127.0.0.1:9901", "https://evil.example"),
+            ("127.0.0.1:9901", "null"),
+            ("127.0.0.1:9901", "http://127.0.0.1:9901.evil.example"),
+        ] {
+            let refused = with(host, origin);
+            assert!(refused.is_some(), "{host} from {origin}");
+            assert!(refused.unwrap().contains("http://127.0.0.1:9901"));
+        }
+        // No Host to compare with: no Origin passes.
+        let no_host = headers(&[("origin", "http://127.0.0.1:9901")]);
+        assert!(refusal(&no_host, None).is_some());
+        assert_eq!(
+            refusal(&no_host, Some("127.0.0.1:9901")),
+            None,
+            "HTTP/2 names its authority in the URI"
+        );
+    }
+
+    #[test]
+    fn fetch_metadata_passes_only_for_no_page_or_the_same_origin() {
+        let with = |site: &str| {
             refusal(
-                &headers(&[("host", "127.0.0.1:9901"), ("origin", origin)]),
+                &headers(&[("host", "localhost:9901"), ("sec-fetch-site", site)]),
                 None,
             )
         };
-        assert_eq!(with("http://localhost:8080"), None);
-        assert_eq!(with("http://127.0.0.1:9901"), None);
-        assert!(with("https://evil.example").is_some());
-        assert!(with("null").is_some());
-        let fetch = headers(&[("host", "localhost"), ("sec-fetch-site", "cross-site")]);
-        assert!(refusal(&fetch, None).is_some());
-        let same = headers(&[("host", "localhost"), ("sec-fetch-site", "same-origin")]);
-        assert_eq!(refusal(&same, None), None);
+        assert_eq!(with("none"), None);
+        assert_eq!(with("same-origin"), None);
+        for site in ["same-site", "cross-site", "SAME-ORIGIN", ""] {
+            assert!(with(site).is_some(), "{site:?}");
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! request in flight for that long is closed too: hyper's own header-read timer covers an
 //! HTTP/1 connection waiting for its next head, and the watchdog here covers what it cannot
 //! see (a connection still in protocol detection, an idle HTTP/2 connection). A response
-//! counts as in flight until its body has been sent, so a long stream is never cut.
+//! counts as in flight until its body has been sent, so a long stream is never cut; one the
+//! client stops taking is, after the same time (see [`super::stall`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,13 +22,16 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tower::Service as _;
+
+use super::gate::{Gate, Ticket};
+use super::stall::{StreamProgress, Watched, WriteStall};
 
 /// The connection a request came on; in every request's extensions.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +42,8 @@ pub struct Connection {
     pub tls: bool,
     /// How many requests this connection has carried, this one included (1 on a new one).
     pub request: u64,
+    /// Taken past the listener's connection cap: only the probes and `/metrics` are answered.
+    pub(crate) probes_only: bool,
 }
 
 /// Where the connections of one app stand.
@@ -51,9 +57,16 @@ pub(super) enum Phase {
     Closed,
 }
 
+/// The deadlines of a connection past the cap (first request, idle, stalled writes): the
+/// kubelet sends its probe at once, and a client holding one of these few places without
+/// asking must not keep the probes out for long.
+const PROBES_DEADLINE: Duration = Duration::from_secs(2);
+
 /// What every connection of one app shares.
 pub(super) struct Shared {
-    pub builder: auto::Builder<TokioExecutor>,
+    pub builder: auto::Builder<Exec>,
+    /// For connections past the cap: HTTP/1 closes after each response.
+    pub probes_builder: auto::Builder<Exec>,
     /// The header-read timeout, applied to whole connections as described above.
     pub idle_timeout: Duration,
     phase: watch::Sender<Phase>,
@@ -62,9 +75,15 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub(super) fn new(builder: auto::Builder<TokioExecutor>, idle_timeout: Duration) -> Arc<Self> {
+    pub(super) fn new(builder: auto::Builder<Exec>, idle_timeout: Duration) -> Arc<Self> {
+        let mut probes_builder = builder.clone();
+        probes_builder
+            .http1()
+            .keep_alive(false)
+            .header_read_timeout(idle_timeout.min(PROBES_DEADLINE));
         Arc::new(Shared {
             builder,
+            probes_builder,
             idle_timeout,
             phase: watch::Sender::new(Phase::Serving),
             open: AtomicUsize::new(0),
@@ -125,12 +144,17 @@ pub(super) enum Transport {
     Tls(tokio_rustls::TlsAcceptor),
 }
 
-/// Accepts until the app starts draining; each connection is served on a task of its own.
+/// hyper's executor: HTTP/2 streams run under the stall guard.
+pub(super) type Exec = super::stall::StreamExec;
+
+/// Accepts until the app starts draining; each connection is served on a task of its own, as
+/// far as the listener's cap allows (see [`super::gate`]).
 pub(super) async fn accept_loop(
     listener: TcpListener,
     router: Router,
     transport: Transport,
     shared: Arc<Shared>,
+    gate: Arc<Gate>,
 ) {
     let mut phase = shared.phase.subscribe();
     loop {
@@ -151,6 +175,11 @@ pub(super) async fn accept_loop(
                 continue;
             }
         };
+        let Some(ticket) = gate.admit() else {
+            // Past the cap and its reserve: closed at once.
+            drop(stream);
+            continue;
+        };
         let open = Open::new(&shared);
         tokio::spawn(connection(
             stream,
@@ -158,6 +187,7 @@ pub(super) async fn accept_loop(
             router.clone(),
             transport.clone(),
             open,
+            ticket,
         ));
     }
 }
@@ -168,18 +198,35 @@ async fn connection(
     router: Router,
     transport: Transport,
     open: Open,
+    ticket: Ticket,
 ) {
     let accepted = Instant::now();
     let shared = &open.0;
     // Responses are small and latency matters: no Nagle.
     let _ = stream.set_nodelay(true);
+    // Beneath any TLS: what counts is whether the peer takes bytes off the socket.
+    let stall = Arc::new(WriteStall::new(accepted));
+    let stream = Watched::new(stream, stall.clone());
+    let probes_only = ticket.probes_only;
+    let deadline = match probes_only {
+        true => shared.idle_timeout.min(PROBES_DEADLINE),
+        false => shared.idle_timeout,
+    };
+    let conn = Conn {
+        peer,
+        router,
+        shared,
+        accepted,
+        deadline,
+        stall,
+        probes_only,
+    };
     match transport {
-        Transport::Plain => serve(stream, peer, false, router, shared, accepted).await,
+        Transport::Plain => serve(stream, false, conn).await,
         #[cfg(feature = "tls")]
         Transport::Tls(acceptor) => {
             let mut phase = shared.phase.subscribe();
-            let handshake =
-                tokio::time::timeout_at(accepted + shared.idle_timeout, acceptor.accept(stream));
+            let handshake = tokio::time::timeout_at(accepted + deadline, acceptor.accept(stream));
             let stream = tokio::select! {
                 done = handshake => match done {
                     Ok(Ok(stream)) => stream,
@@ -194,37 +241,58 @@ async fn connection(
                 },
                 _ = phase.wait_for(|p| *p != Phase::Serving) => return,
             };
-            serve(stream, peer, true, router, shared, accepted).await
+            serve(stream, true, conn).await
         }
     }
+    // Held until here: the connection's place under the listener's cap.
+    drop(ticket);
 }
 
-async fn serve<I>(
-    io: I,
+/// What [`serve`] needs besides the byte stream.
+struct Conn<'a> {
     peer: SocketAddr,
-    tls: bool,
     router: Router,
-    shared: &Arc<Shared>,
+    shared: &'a Arc<Shared>,
     accepted: Instant,
-) where
+    /// The header-read timeout, or the shorter one of a connection past the cap.
+    deadline: Duration,
+    stall: Arc<WriteStall>,
+    probes_only: bool,
+}
+
+async fn serve<I>(io: I, tls: bool, c: Conn<'_>)
+where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Arc::new(Activity::new(accepted));
+    let Conn {
+        peer,
+        router,
+        shared,
+        accepted,
+        deadline,
+        stall,
+        probes_only,
+    } = c;
+    let activity = Arc::new(Activity::new(accepted, stall));
     let service = PerConnection {
         router,
         peer,
         tls,
+        probes_only,
         activity: activity.clone(),
     };
-    let conn = shared
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    let builder = match probes_only {
+        true => &shared.probes_builder,
+        false => &shared.builder,
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let orders = Arc::new(Orders::default());
     let control = watchdog(
         activity,
+        peer,
         shared.phase.subscribe(),
-        shared.idle_timeout,
+        deadline,
         orders.clone(),
     );
     tokio::pin!(control);
@@ -270,8 +338,14 @@ struct Orders {
 
 /// The watchdog of one connection: returns when the connection must be dropped at once, and
 /// sets `orders.shutdown` when it should close gracefully.
+///
+/// Its timer serves two limits of the same length: no request in flight for `idle` (but on
+/// HTTP/1 once a request has come, where hyper's header-read timer covers the wait for every
+/// next head), and writes blocked for `idle` (the peer takes no bytes: dropped at once, on
+/// every protocol). Between deadlines it wakes once per `idle` to look.
 async fn watchdog(
     activity: Arc<Activity>,
+    peer: SocketAddr,
     mut phase: watch::Receiver<Phase>,
     idle: Duration,
     orders: Arc<Orders>,
@@ -281,25 +355,42 @@ async fn watchdog(
     let ask = || orders.shutdown.store(true, Ordering::Release);
     // Set once the connection has been asked to close (idle or draining).
     let mut closing = false;
-    let mut watching = true;
     loop {
         tokio::select! {
-            _ = &mut timer, if watching => match activity.idle_since() {
-                // HTTP/1 once a request has come: hyper's header-read timer covers the wait for
-                // every next head, so the watchdog steps aside.
-                _ if activity.http1.load(Ordering::Relaxed) => watching = false,
-                Some(since) if since + idle <= Instant::now() => {
-                    if closing {
-                        // Asked before and still here with nothing in flight (an HTTP/2 peer
-                        // that does not acknowledge GOAWAY): drop it.
-                        return;
-                    }
-                    ask();
-                    closing = true;
-                    timer.as_mut().reset(Instant::now() + idle);
+            _ = &mut timer => {
+                let now = Instant::now();
+                let blocked = activity.stall.since();
+                if let Some(since) = blocked
+                    && since + idle <= now
+                {
+                    tracing::debug!(
+                        %peer,
+                        stalled_s = idle.as_secs_f64(),
+                        "closing a connection whose peer takes no bytes"
+                    );
+                    return;
                 }
-                Some(since) => timer.as_mut().reset(since + idle),
-                None => timer.as_mut().reset(Instant::now() + idle),
+                let idle_check = match activity.idle_since() {
+                    _ if activity.http1.load(Ordering::Relaxed) => None,
+                    Some(since) if since + idle <= now => {
+                        if closing {
+                            // Asked before and still here with nothing in flight (an HTTP/2
+                            // peer that does not acknowledge GOAWAY): drop it.
+                            return;
+                        }
+                        ask();
+                        closing = true;
+                        Some(now + idle)
+                    }
+                    Some(since) => Some(since + idle),
+                    None => None,
+                };
+                let next = [blocked.map(|since| since + idle), idle_check]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(now + idle);
+                timer.as_mut().reset(next);
             },
             changed = phase.changed() => {
                 let now = if changed.is_ok() { *phase.borrow_and_update() } else { Phase::Closed };
@@ -361,9 +452,10 @@ impl Wake for ControlWake {
     }
 }
 
-/// What the watchdog needs to know about a connection's requests.
+/// What the watchdog needs to know about a connection's requests and writes.
 struct Activity {
     base: Instant,
+    stall: Arc<WriteStall>,
     /// Requests started on this connection.
     requests: AtomicU64,
     /// Requests whose response has not been sent completely.
@@ -375,9 +467,10 @@ struct Activity {
 }
 
 impl Activity {
-    fn new(base: Instant) -> Self {
+    fn new(base: Instant, stall: Arc<WriteStall>) -> Self {
         Activity {
             base,
+            stall,
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
@@ -421,6 +514,7 @@ struct PerConnection {
     router: Router,
     peer: SocketAddr,
     tls: bool,
+    probes_only: bool,
     activity: Arc<Activity>,
 }
 
@@ -445,6 +539,7 @@ impl hyper::service::Service<Request<Incoming>> for PerConnection {
             peer: self.peer,
             tls: self.tls,
             request: n,
+            probes_only: self.probes_only,
         });
         Tracked {
             inner: self.router.clone().call(request),
@@ -474,20 +569,39 @@ where
         let Some(in_flight) = this.in_flight.take() else {
             return Poll::Ready(Ok(response));
         };
+        // The stream's stall guard, which hyper's executor set up for this task (HTTP/2 only).
+        let progress = StreamProgress::current();
+        if let Some(progress) = &progress {
+            progress.owed();
+        }
         Poll::Ready(Ok(response.map(|body| {
             Body::new(TrackedBody {
                 inner: body,
                 _in_flight: Some(in_flight),
+                progress,
+                rest: None,
             })
         })))
     }
 }
 
+/// The largest piece of an HTTP/2 response handed to hyper at once: hyper asks for the next
+/// piece once the client has made room for the last, so a stream that gets no room for a piece
+/// within the limit is found out, and one that gets it is not ([`super::stall`]); and the
+/// response is in flight until its last piece, so a client still reading a large one keeps its
+/// connection.
+const PIECE: usize = 16 * 1024;
+
 pin_project_lite::pin_project! {
+    /// An HTTP/2 response body: holds its request in flight, hands its data to hyper in pieces,
+    /// and tells the stream's stall guard whose turn it is.
     struct TrackedBody {
         #[pin]
         inner: Body,
         _in_flight: Option<InFlight>,
+        progress: Option<Arc<StreamProgress>>,
+        // What is left of the chunk the last piece was cut from.
+        rest: Option<axum::body::Bytes>,
     }
 }
 
@@ -499,14 +613,49 @@ impl hyper::body::Body for TrackedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
+        let this = self.project();
+        let poll = match this.rest.take() {
+            Some(rest) => Poll::Ready(Some(Ok(hyper::body::Frame::data(rest)))),
+            None => this.inner.poll_frame(cx),
+        };
+        let poll = match poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                let frame = match frame.into_data() {
+                    Ok(mut data) => {
+                        if data.len() > PIECE {
+                            *this.rest = Some(data.split_off(PIECE));
+                        }
+                        hyper::body::Frame::data(data)
+                    }
+                    Err(frame) => frame,
+                };
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        };
+        if let Some(progress) = this.progress {
+            match &poll {
+                // A piece for hyper to send: until it asks for the next, the client owes room.
+                Poll::Ready(Some(Ok(_))) => progress.owed(),
+                Poll::Pending | Poll::Ready(_) => progress.settled(),
+            }
+        }
+        poll
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.rest.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
+        let mut hint = self.inner.size_hint();
+        if let Some(rest) = &self.rest {
+            let more = rest.len() as u64;
+            hint.set_lower(hint.lower() + more);
+            if let Some(upper) = hint.upper() {
+                hint.set_upper(upper + more);
+            }
+        }
+        hint
     }
 }

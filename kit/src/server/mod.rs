@@ -17,7 +17,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 
 use axum::routing::get;
-use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use prometheus_client::registry::Registry;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -32,9 +31,46 @@ use crate::{BODY_LIMIT, HEADER_LIMIT, Health, Identity, ServerConfig};
 
 mod admin;
 mod conn;
+mod gate;
+mod stall;
 
 pub use conn::Connection;
-use conn::{Shared, Transport, accept_loop};
+use conn::{Exec, Shared, Transport, accept_loop};
+use gate::Gate;
+
+/// Streams an HTTP/2 client may have open on one connection. A page of kiada's needs about a
+/// dozen at once (the document, seven static files, the icon, up to four watches); hyper's
+/// default, 200, let a client that takes no responses hold 200 of them per connection.
+pub(crate) const MAX_CONCURRENT_STREAMS: u32 = 32;
+
+/// The default of `--max-connections`: connections each listener serves at once. Eight times
+/// the benchmark's 64 connections, and more than the labs open; and what a hostile client can
+/// make them hold fits the manifests' 64 MiB: a connection with a half-sent 16 KiB head or body
+/// costs about 20 KB, and 3,000 of them left a debug build of quote at 17 MB, of quiz at 24 MB.
+pub(crate) const MAX_CONNECTIONS: u32 = 512;
+
+/// The default of `--body-read-timeout`: how long a request body may take to arrive after its
+/// head; the request timeout (30 s) is for handlers, which may wait that long on a backend.
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The limits of [`crate::ServerConfig`] that the listeners and the request layers apply.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    /// Connections each listener serves at once (past it, see [`gate`]).
+    pub max_connections: usize,
+    /// A request body not received this long after its head is answered 408.
+    pub body_read_timeout: Duration,
+}
+
+impl Limits {
+    /// `--max-connections` and `--body-read-timeout`.
+    pub(crate) fn of(config: &ServerConfig) -> Self {
+        Limits {
+            max_connections: config.max_connections as usize,
+            body_read_timeout: config.body_read_timeout,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -189,21 +225,48 @@ impl App {
         let builder = http_builder(self.config.header_read_timeout);
         let main = Shared::new(builder.clone(), self.config.header_read_timeout);
         let admin = Shared::new(builder, self.config.header_read_timeout);
+        // Each listener has its own cap; readiness fails while an application listener (not
+        // the admin one) is at its cap.
+        let cap = Limits::of(&self.config).max_connections;
+        let main_gate = Gate::new("main", cap);
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut, clippy::useless_vec))]
+        let mut gates = vec![main_gate.clone()];
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut servers = vec![
-            spawn_accept(self.main, self.router.clone(), Transport::Plain, &main)?,
-            spawn_accept(self.admin, self.admin_router, Transport::Plain, &admin)?,
+            spawn_accept(
+                self.main,
+                self.router.clone(),
+                Transport::Plain,
+                &main,
+                main_gate,
+            )?,
+            spawn_accept(
+                self.admin,
+                self.admin_router,
+                Transport::Plain,
+                &admin,
+                Gate::new("admin", cap),
+            )?,
         ];
         #[cfg(feature = "tls")]
         if let Some((listener, tls)) = self.tls {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            let gate = Gate::new("TLS", cap);
+            gates.push(gate.clone());
             servers.push(spawn_accept(
                 listener,
                 self.router,
                 Transport::Tls(acceptor),
                 &main,
+                gate,
             )?);
         }
+        self.health.add_check("connections", move || {
+            gates
+                .iter()
+                .try_for_each(|gate| gate.saturated())
+                .map_err(Into::into)
+        });
 
         shutdown.await;
         self.health.begin_shutdown();
@@ -314,6 +377,7 @@ fn spawn_accept(
     router: Router,
     transport: Transport,
     shared: &Arc<Shared>,
+    gate: Arc<Gate>,
 ) -> io::Result<JoinHandle<()>> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     Ok(tokio::spawn(accept_loop(
@@ -321,15 +385,20 @@ fn spawn_accept(
         router,
         transport,
         shared.clone(),
+        gate,
     )))
 }
 
 /// HTTP/1 and HTTP/2 (h2c, or negotiated by ALPN over TLS) on every port. HTTP/1: 431 for
 /// request heads over [`HEADER_LIMIT`], and a connection that sends no complete head within the
-/// header-read timeout is closed; HTTP/2 has the same head limit. The rest of the connection
-/// deadlines are in [`conn`].
-fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// header-read timeout is closed; HTTP/2 has the same head limit, at most
+/// [`MAX_CONCURRENT_STREAMS`] streams, and a stream whose response the client makes no room for
+/// within the header-read timeout is reset ([`stall`]). The rest of the connection deadlines
+/// are in [`conn`].
+fn http_builder(header_read_timeout: Duration) -> auto::Builder<Exec> {
+    let mut builder = auto::Builder::new(Exec {
+        limit: header_read_timeout,
+    });
     builder
         .http1()
         .max_buf_size(HEADER_LIMIT)
@@ -340,7 +409,10 @@ fn http_builder(header_read_timeout: Duration) -> auto::Builder<TokioExecutor> {
         // faster (quote /quote, 114.6k against 115.1k req/s, three alternating runs).
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_read_timeout);
-    builder.http2().max_header_list_size(HEADER_LIMIT as u32);
+    builder
+        .http2()
+        .max_header_list_size(HEADER_LIMIT as u32)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
     builder
 }
 
@@ -359,6 +431,7 @@ fn with_common_layers(
                 .layer(ObserveLayer::new(
                     identity,
                     config.request_timeout,
+                    Limits::of(config).body_read_timeout,
                     metrics,
                     errors,
                     state,

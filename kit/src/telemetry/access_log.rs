@@ -529,6 +529,54 @@ mod tests {
         assert_eq!(silenced.text(), "");
     }
 
+    /// hyper takes any token as a method, up to the head's 16 KiB: the line says `other`, as the
+    /// metrics do, never the client's text.
+    #[test]
+    fn made_up_methods_are_logged_as_other() {
+        let made_up = Method::from_bytes("M".repeat(5000).as_bytes()).unwrap();
+        for format in [LogFormat::Text, LogFormat::Json] {
+            let out = Capture::default();
+            let access = subscriber(
+                format,
+                false,
+                std::io::sink,
+                Some(out.clone()),
+                EnvFilter::new("info"),
+            );
+            tracing::subscriber::with_default(access, || {
+                for method in [&made_up, &Method::DELETE] {
+                    log_request(RequestLine {
+                        method,
+                        path: "/quote",
+                        status: 405,
+                        elapsed: Duration::ZERO,
+                        client: ClientIp([10, 0, 0, 9].into()),
+                        id: "r1",
+                    });
+                }
+            });
+            let text = out.text();
+            let lines: Vec<&str> = text.lines().collect();
+            assert_eq!(lines.len(), 2, "{text}");
+            assert!(lines.iter().all(|l| l.len() < 200), "{text}");
+            match format {
+                LogFormat::Text => {
+                    assert!(lines[0].contains(" method=other "), "{text}");
+                    assert!(lines[1].contains(" method=DELETE "), "{text}");
+                }
+                LogFormat::Json => {
+                    let methods: Vec<serde_json::Value> = lines
+                        .iter()
+                        .map(|l| {
+                            serde_json::from_str::<serde_json::Value>(l).unwrap()["method"].clone()
+                        })
+                        .collect();
+                    assert_eq!(methods, ["other", "DELETE"]);
+                }
+            }
+        }
+    }
+
     #[test]
     fn json_lines_are_objects_with_the_request_fields() {
         let out = Capture::default();

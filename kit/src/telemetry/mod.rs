@@ -184,8 +184,10 @@ pub(crate) struct RequestLine<'a> {
 /// Logs a request once it has been answered. Probes and scrapes log at debug level: they come
 /// every few seconds and would bury the requests people make.
 pub(crate) fn log_request(line: RequestLine<'_>) {
-    let probe = line.path.starts_with("/healthz/") || line.path == "/metrics";
-    let (method, path, status) = (line.method, line.path, u64::from(line.status));
+    let probe = crate::observe::is_probe(line.path);
+    // Never a made-up method in full: `other`, as the metrics label it.
+    let method = crate::metrics::method_name(line.method);
+    let (path, status) = (line.path, u64::from(line.status));
     // Whole microseconds: the line shows at most three decimals of a millisecond.
     let latency_ms = line.elapsed.as_micros() as f64 / 1e3;
     let client = access_log::Client(line.client.0);

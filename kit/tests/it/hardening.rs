@@ -232,7 +232,7 @@ async fn every_response_says_nosniff() {
 }
 
 #[tokio::test]
-async fn the_admin_port_refuses_other_hosts_and_cross_site_pages() {
+async fn the_admin_port_refuses_other_hosts_and_pages_but_its_own() {
     let app = start();
     let admin = app.admin_url();
     let post = |path: &str, headers: &[(&'static str, &'static str)]| {
@@ -259,13 +259,31 @@ async fn the_admin_port_refuses_other_hosts_and_cross_site_pages() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // A page on another local port: the main port's own, or another local server's.
+    let main_origin = format!("http://127.0.0.1:{}", app.addr.port());
+    for headers in [
+        vec![("origin", main_origin.as_str())],
+        vec![("origin", "http://localhost:3000")],
+        vec![("sec-fetch-site", "same-site")],
+    ] {
+        let mut request = client().post(format!("{admin}/healthz/ready/disable"));
+        for (name, value) in &headers {
+            request = request.header(*name, *value);
+        }
+        let res = request.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{headers:?}");
+    }
     assert!(app.health.is_ready(), "nothing refused took effect");
-    // curl on the pod, and a page served from localhost, are fine.
-    let res = post(
-        "/healthz/ready/disable",
-        &[("origin", "http://localhost:9901")],
-    )
-    .await;
+    // curl on the pod, and the admin port's own page (its origin as the request addressed it),
+    // are fine.
+    let own_origin = admin.clone();
+    let res = client()
+        .post(format!("{admin}/healthz/ready/disable"))
+        .header("origin", &own_origin)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(!app.health.is_ready());
     let res = post("/healthz/ready/enable", &[]).await;

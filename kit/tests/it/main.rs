@@ -4,3 +4,4 @@ mod common;
 mod hardening;
 mod operability;
 mod server;
+mod stalls;

@@ -303,4 +303,17 @@ async fn a_flood_of_made_up_methods_leaves_metrics_small() {
     );
     let peak = quote.peak_rss_kb();
     assert!(peak < 40 * 1024, "peak RSS {peak} kB");
+    // Nor does the log carry them: each line says `other`.
+    let others = || {
+        let logs = quote.logs();
+        logs.iter()
+            .filter(|l| l.contains(r#""method":"other""#))
+            .count()
+    };
+    let all_logged = eventually(Duration::from_secs(5), || async { others() == 2000 }).await;
+    assert!(all_logged, "{} lines say method other", others());
+    assert!(
+        quote.logs().iter().all(|l| !l.contains("YYYY")),
+        "a made-up method in the log"
+    );
 }

@@ -2,5 +2,6 @@
 
 mod api;
 mod binary;
+mod slow_clients;
 
 pub use testkit::eventually;
