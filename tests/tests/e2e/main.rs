@@ -3,6 +3,7 @@
 
 mod browser;
 mod chapter;
+mod http2;
 mod layout;
 mod manifests;
 mod readme;
