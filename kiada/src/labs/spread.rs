@@ -140,7 +140,7 @@ async fn sample(state: &LabState, service: Backend, n: usize, mode: Mode) -> Spr
         Mode::Headless => match headless_urls(state, &result.url).await {
             Ok((name, urls)) => {
                 result.addresses = urls.clone();
-                result.url = format!("{name} ({} addresses)", urls.len());
+                result.url = format!("{name}: {} pod addresses", urls.len());
                 urls
             }
             Err(message) => {
@@ -222,16 +222,16 @@ fn text(s: &Spread) -> String {
     let over = match s.connection {
         "reuse" => "one reused connection",
         "h2" => "as HTTP/2 streams over one connection",
-        "headless" => "balanced by kiada over the pods' own addresses, a new connection each",
+        "headless" => "balanced by kiada, a new connection each",
         _ => "a new connection each",
     };
-    let _ = writeln!(
-        out,
+    let head = format!(
         "{} calls to {} ({}), {over}:",
         s.calls,
         s.service.name(),
         s.url
     );
+    out.push_str(&crate::terminal::wrap(&head, 0, 80));
     let width = s.pods.keys().map(|p| p.len()).max().unwrap_or(0);
     for (pod, count) in &s.pods {
         let _ = writeln!(out, "  {pod:<width$}  {count:>3}  {}", "#".repeat(*count));
