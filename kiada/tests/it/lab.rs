@@ -335,7 +335,7 @@ async fn one_http2_connection_reaches_one_pod_and_client_side_balancing_reaches_
     // The text says why.
     let text = text(format!("{}/lab/spread?n=6&connection=h2", kiada.url())).await;
     assert!(
-        text.contains("as HTTP/2 streams over one connection"),
+        text.contains("as HTTP/2 streams over one\nconnection"),
         "{text}"
     );
     assert!(text.contains("Balance in the client"), "{text}");
