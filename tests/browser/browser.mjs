@@ -1,11 +1,12 @@
 // Walks the Kiada HTML page in Debian's headless Chromium, as a person would:
-//   node browser.mjs <kiada base URL> <screenshot directory>
+//   node browser.mjs <kiada base URL> <screenshot directory> <kiada URL whose quiz is down>
 // Exits non-zero, saying why, when anything is off.
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 
-const [base, shots] = process.argv.slice(2);
-assert.ok(base && shots, "usage: node browser.mjs <kiada URL> <screenshot directory>");
+const [base, shots, broken] = process.argv.slice(2);
+assert.ok(base && shots && broken,
+  "usage: node browser.mjs <kiada URL> <screenshot directory> <kiada URL whose quiz is down>");
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -72,6 +73,48 @@ async function withoutJavaScript() {
   await context.close();
 }
 
+// The drawn path of a page view: every box's words checked against what /api says of the
+// same kind of call (the pod that answered, the address dialled), then a page whose quiz is
+// down, drawn up to where the call stopped.
+async function path() {
+  const page = await browser.newPage();
+  const problems = watch(page);
+  const box = (role, service) =>
+    page.locator(`#path g[data-role="${role}"][data-service="${service}"]`);
+  const title = async (role, service) => (await box(role, service).locator("text.title").textContent()).trim();
+  const detail = async (role, service) => (await box(role, service).locator("text.detail").textContent()).trim();
+  // The page and /api are two views, two calls: compare each with its own answer, over
+  // reloads until both name the same quote pod (a Service picks per connection).
+  let matched = false;
+  for (let i = 0; i < 20 && !matched; i++) {
+    await page.goto(`${base}/html`);
+    const api = await (await page.request.get(`${base}/api`, { headers: { accept: "application/json" } })).json();
+    const drawnPod = await title("pod", "quote");
+    assert.match(drawnPod, /^quote-[123]$/, "the answering quote pod is named");
+    assert.equal(await title("pod", "quiz"), "quiz-a", "quiz's pod is named");
+    assert.match(await title("dialled", "quote"), /^127\.0\.0\.1:\d+$/);
+    if (drawnPod === api.tip.pod) {
+      assert.equal(await title("dialled", "quote"), api.tip.remote, "the address dialled, as /api says");
+      assert.equal(await title("name", "quote"), "an IP address");
+      matched = true;
+    }
+  }
+  assert.ok(matched, "a page and /api named the same quote pod within twenty loads");
+  assert.equal(await page.locator("#path g[data-role=failure]").count(), 0, "nothing failed");
+  await page.locator("#path-card").screenshot({ path: `${shots}/path.png` });
+
+  await page.goto(`${broken}/html`);
+  const failed = await (await page.request.get(`${broken}/api`, { headers: { accept: "application/json" } })).json();
+  assert.equal(failed.question.error.kind, "refused");
+  assert.equal(await title("failure", "quiz"), "✗ failed");
+  assert.equal(await detail("failure", "quiz"), "refused", "the failure's kind, as /api says");
+  assert.equal(await box("pod", "quiz").count(), 0, "no quiz pod answered");
+  assert.equal(await box("pod", "quote").count(), 1, "quote still did");
+  await page.locator("#path-card").screenshot({ path: `${shots}/path-failed.png` });
+  assert.deepEqual(problems, [], "no console errors with a drawing (CSP included)");
+  await page.close();
+}
+
 async function labs() {
   const page = await browser.newPage();
   const problems = watch(page);
@@ -99,6 +142,9 @@ async function labs() {
     const box = await row.locator("rect.bar.new").boundingBox();
     assert.ok(box && box.width > 0, "the bar is drawn");
   }
+  // And drawn as a path: this kiada pod, the Service, a box per pod with its calls.
+  assert.equal(await page.locator("#spread-path g[data-role=pod]").count(), rows,
+    "the path names every pod the chart shows");
   await page.screenshot({ path: `${shots}/lab-spread.png`, fullPage: true });
 
   // The watch, drawn live from its events.
@@ -139,6 +185,7 @@ async function labs() {
 try {
   await withJavaScript();
   await withoutJavaScript();
+  await path();
   await labs();
   console.log("browser test passed");
 } finally {

@@ -121,6 +121,44 @@ impl Backends {
         client(self.timeout, idle, self.resolver.clone())
     }
 
+    /// A client that speaks HTTP/2 from the first byte (prior knowledge, cleartext) and keeps
+    /// its one connection: every call is a stream on it, as a gRPC client's are.
+    pub fn h2_client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout)
+            .tcp_nodelay(true)
+            .http2_prior_knowledge()
+            .pool_idle_timeout(Duration::from_secs(60))
+            .dns_resolver(self.resolver.clone())
+            .build()
+            .expect("an HTTP client without TLS always builds")
+    }
+
+    /// Every address `host` resolves to through kiada's resolver, as a client that balances
+    /// for itself asks for a headless Service's pods; a port of 0 (the system resolver's) is
+    /// left for the caller to fill in.
+    pub async fn resolve_all(&self, host: &str) -> Result<Vec<std::net::SocketAddr>, BackendError> {
+        let name = host
+            .parse::<reqwest::dns::Name>()
+            .map_err(|_| BackendError {
+                kind: FailureKind::Dns,
+                message: format!("{host} is not a DNS name"),
+            })?;
+        let lookup = tokio::time::timeout(self.timeout, self.resolver.resolve(name)).await;
+        match lookup {
+            Ok(Ok(addrs)) => Ok(addrs.collect()),
+            Ok(Err(e)) => Err(BackendError {
+                kind: FailureKind::Dns,
+                message: format!("{host} did not resolve: {e}"),
+            }),
+            Err(_) => Err(BackendError {
+                kind: FailureKind::Timeout,
+                message: format!("{host} did not resolve in time"),
+            }),
+        }
+    }
+
     pub async fn quote(&self) -> Reply<String> {
         let request = self
             .client

@@ -13,6 +13,7 @@ use super::spread::{self, Spread, SpreadQuery};
 use super::state::LabState;
 use super::watch;
 use crate::error::Error;
+use crate::view::drawing::Drawing;
 use crate::view::{Badge, VERSION, colour, html};
 
 #[derive(Deserialize)]
@@ -101,6 +102,8 @@ struct LabHtml<'a> {
     service: &'a str,
     n: &'a str,
     chart: Option<Chart>,
+    /// Where this pod's connections went, drawn (SVG rendered by its own template).
+    path: Option<String>,
     error: Option<String>,
     bars_x: u32,
     min_interval: u64,
@@ -123,7 +126,11 @@ pub async fn page(
                 connection: None,
             };
             match spread::compare(&state, &spread).await {
-                Ok((new, reused)) => (StatusCode::OK, Some(Chart::of(&new, &reused)), None),
+                Ok((new, reused)) => (
+                    StatusCode::OK,
+                    Some((Chart::of(&new, &reused), spread_path(&state, &new, &reused))),
+                    None,
+                ),
                 Err(e) => (status_of(&e), None, Some(e.to_string())),
             }
         }
@@ -133,6 +140,10 @@ pub async fn page(
             Some(format!("run must be spread, not '{other}'")),
         ),
         None => (StatusCode::OK, None, None),
+    };
+    let (chart, path) = match chart {
+        Some((chart, path)) => (Some(chart), Some(path.render()?)),
+        None => (None, None),
     };
     let pod = state.identity.pod_name.as_str();
     let page = LabHtml {
@@ -144,6 +155,7 @@ pub async fn page(
         service: query.service.as_deref().unwrap_or("quote"),
         n: query.n.as_deref().unwrap_or("20"),
         chart,
+        path,
         error,
         bars_x: BARS_X,
         min_interval: watch::INTERVAL_MS.0,
@@ -152,6 +164,75 @@ pub async fn page(
         pods: state.pods_section,
     };
     Ok(html(status, page.render()?))
+}
+
+/// The spread run drawn as a path: this kiada pod, the Service, and every pod its connections
+/// reached, with how many calls each got over new connections and over the reused one.
+fn spread_path(state: &LabState, new: &Spread, reused: &Spread) -> Drawing {
+    use crate::view::drawing::BOX_H;
+    let pod = &state.identity.pod_name;
+    let mut pods: Vec<&String> = new.pods.keys().chain(reused.pods.keys()).collect();
+    pods.sort();
+    pods.dedup();
+    let mut d = Drawing::new(
+        "spread-path",
+        format!(
+            "Where kiada pod {pod}'s connections to {} went: {} pod(s)",
+            new.service.name(),
+            pods.len()
+        ),
+    );
+    let rows = pods.len().max(1) as u32;
+    let middle = 8 + (rows - 1) * (BOX_H + 10) / 2;
+    let kiada = d.shape(
+        0,
+        middle,
+        "kiada",
+        "",
+        colour::of(pod),
+        pod.clone(),
+        "this kiada pod",
+    );
+    let service = d.shape(
+        1,
+        middle,
+        "service",
+        new.service.name(),
+        String::new(),
+        new.service.name(),
+        "the Service",
+    );
+    d.note(service, format!("{} + {} calls", new.calls, reused.calls));
+    d.arrow(kiada, service, "", false);
+    for (i, name) in pods.iter().enumerate() {
+        let (n, r) = (
+            new.pods.get(*name).copied().unwrap_or(0),
+            reused.pods.get(*name).copied().unwrap_or(0),
+        );
+        let box_ = d.shape(
+            2,
+            8 + i as u32 * (BOX_H + 10),
+            "pod",
+            new.service.name(),
+            colour::of(name),
+            (*name).clone(),
+            format!("{n} new, {r} reused"),
+        );
+        d.arrow(service, box_, format!("{}", n + r), false);
+    }
+    if pods.is_empty() {
+        let x = d.shape(
+            2,
+            8,
+            "failure",
+            new.service.name(),
+            String::new(),
+            "✗ no pod",
+            "answered",
+        );
+        d.arrow(service, x, "", true);
+    }
+    d
 }
 
 fn status_of(error: &Error) -> StatusCode {

@@ -36,6 +36,9 @@ pub(crate) struct Spread {
     pub pods: BTreeMap<String, usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// For client-side balancing: the pod URLs called in turn.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 pub async fn spread(
@@ -43,11 +46,9 @@ pub async fn spread(
     Query(query): Query<SpreadQuery>,
     WantsJson(json): WantsJson,
 ) -> Result<Response, Error> {
-    let (service, n, reuse) = parse(&query)?;
-    // A reused connection is one new connection (reconnects aside); otherwise one per call.
-    let connections = if reuse { 1 } else { n as u32 };
-    let _running = state.limits.start(connections)?;
-    let result = sample(&state, service, n, reuse).await;
+    let (service, n, mode) = parse(&query)?;
+    let _running = state.limits.start(mode.connections(n))?;
+    let result = sample(&state, service, n, mode).await;
     if json {
         return Ok(Json(result).into_response());
     }
@@ -61,13 +62,45 @@ pub(crate) async fn compare(
 ) -> Result<(Spread, Spread), Error> {
     let (service, n, _) = parse(query)?;
     let _running = state.limits.start(n as u32 + 1)?;
-    let new = sample(state, service, n, false).await;
-    let reused = sample(state, service, n, true).await;
+    let new = sample(state, service, n, Mode::New).await;
+    let reused = sample(state, service, n, Mode::Reuse).await;
     Ok((new, reused))
 }
 
-/// Backend, number of calls, and whether to reuse one connection.
-fn parse(query: &SpreadQuery) -> Result<(Backend, usize, bool), Error> {
+/// How the calls travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A new connection each: the Service picks a pod per call.
+    New,
+    /// One kept HTTP/1 connection: one pod for all.
+    Reuse,
+    /// One HTTP/2 connection, every call a stream on it, as gRPC clients do: one pod for all.
+    H2,
+    /// Balancing in the client: the headless Service's pod addresses in turn, a connection each.
+    Headless,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::New => "new",
+            Mode::Reuse => "reuse",
+            Mode::H2 => "h2",
+            Mode::Headless => "headless",
+        }
+    }
+
+    /// New connections n calls open (reconnects aside).
+    fn connections(self, n: usize) -> u32 {
+        match self {
+            Mode::Reuse | Mode::H2 => 1,
+            Mode::New | Mode::Headless => n as u32,
+        }
+    }
+}
+
+/// Backend, number of calls, and how they travel.
+fn parse(query: &SpreadQuery) -> Result<(Backend, usize, Mode), Error> {
     let service = match query.service.as_deref().unwrap_or("quote") {
         "quote" => Backend::Quote,
         "quiz" => Backend::Quiz,
@@ -77,32 +110,55 @@ fn parse(query: &SpreadQuery) -> Result<(Backend, usize, bool), Error> {
         Ok(n) if (1..=MAX_CALLS).contains(&n) => n,
         _ => return Err(bad(format!("n must be a number from 1 to {MAX_CALLS}"))),
     };
-    let reuse = match query.connection.as_deref().unwrap_or("new") {
-        "new" => false,
-        "reuse" => true,
+    let mode = match query.connection.as_deref().unwrap_or("new") {
+        "new" => Mode::New,
+        "reuse" => Mode::Reuse,
+        "h2" => Mode::H2,
+        "headless" => Mode::Headless,
         other => {
             return Err(bad(format!(
-                "connection must be new or reuse, not '{other}'"
+                "connection must be new, reuse, h2 or headless, not '{other}'"
             )));
         }
     };
-    Ok((service, n, reuse))
+    Ok((service, n, mode))
 }
 
-async fn sample(state: &LabState, service: Backend, n: usize, reuse: bool) -> Spread {
-    let client = state.backends.lab_client(reuse);
+async fn sample(state: &LabState, service: Backend, n: usize, mode: Mode) -> Spread {
     let mut result = Spread {
         service,
         url: state.url(service),
-        connection: if reuse { "reuse" } else { "new" },
+        connection: mode.name(),
         calls: n,
         failed: 0,
         pods: BTreeMap::new(),
         last_error: None,
+        addresses: Vec::new(),
+    };
+    // The URL each call goes to: the Service's, or for client-side balancing each pod's own.
+    let urls: Vec<String> = match mode {
+        Mode::Headless => match headless_urls(state, &result.url).await {
+            Ok((name, urls)) => {
+                result.addresses = urls.clone();
+                result.url = format!("{name}: {} pod addresses", urls.len());
+                urls
+            }
+            Err(message) => {
+                result.failed = n;
+                result.last_error = Some(message);
+                return result;
+            }
+        },
+        _ => vec![result.url.clone()],
+    };
+    let client = match mode {
+        Mode::H2 => state.backends.h2_client(),
+        mode => state.backends.lab_client(mode == Mode::Reuse),
     };
     // One after the other: concurrent calls would open several connections even in reuse mode.
-    for _ in 0..n {
-        let reply = state.backends.send(service, client.get(&result.url)).await;
+    for i in 0..n {
+        let url = &urls[i % urls.len()];
+        let reply = state.backends.send(service, client.get(url)).await;
         match reply.result {
             Ok(_) => {
                 let pod = reply.pod.unwrap_or_else(|| "(no X-Pod-Name)".into());
@@ -117,26 +173,65 @@ async fn sample(state: &LabState, service: Backend, n: usize, reuse: bool) -> Sp
     result
 }
 
+/// The headless Service beside the configured one (`quote` → `quote-headless`, as the
+/// manifests name it) and a URL per pod address it resolves to: the pods' own port, the
+/// configured path. Only that name is ever resolved, and only its addresses called.
+async fn headless_urls(state: &LabState, url: &str) -> Result<(String, Vec<String>), String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    let Some(host) = parsed.domain() else {
+        return Err(
+            "the backend URL holds an address, so there is no headless name to resolve".into(),
+        );
+    };
+    let name = format!("{host}-headless");
+    let addrs = state
+        .backends
+        .resolve_all(&name)
+        .await
+        .map_err(|e| e.message)?;
+    if addrs.is_empty() {
+        return Err(format!("{name} has no address: no ready pod"));
+    }
+    let urls = addrs
+        .into_iter()
+        .take(MAX_CALLS)
+        .map(|addr| {
+            let port = if addr.port() == 0 {
+                state.check.pod_port
+            } else {
+                addr.port()
+            };
+            let mut pod = parsed.clone();
+            let _ = pod.set_ip_host(addr.ip());
+            let _ = pod.set_port(Some(port));
+            pod.to_string()
+        })
+        .collect();
+    Ok((name, urls))
+}
+
 fn bad(message: String) -> Error {
     Error::BadRequest(format!(
-        "{message}. Usage: /lab/spread?service=quote|quiz&n=1..{MAX_CALLS}&connection=new|reuse"
+        "{message}. Usage: /lab/spread?service=quote|quiz&n=1..{MAX_CALLS}\
+         &connection=new|reuse|h2|headless"
     ))
 }
 
 fn text(s: &Spread) -> String {
     let mut out = String::new();
-    let over = if s.connection == "reuse" {
-        "one reused connection"
-    } else {
-        "a new connection each"
+    let over = match s.connection {
+        "reuse" => "one reused connection",
+        "h2" => "as HTTP/2 streams over one connection",
+        "headless" => "balanced by kiada, a new connection each",
+        _ => "a new connection each",
     };
-    let _ = writeln!(
-        out,
+    let head = format!(
         "{} calls to {} ({}), {over}:",
         s.calls,
         s.service.name(),
         s.url
     );
+    out.push_str(&crate::terminal::wrap(&head, 0, 80));
     let width = s.pods.keys().map(|p| p.len()).max().unwrap_or(0);
     for (pod, count) in &s.pods {
         let _ = writeln!(out, "  {pod:<width$}  {count:>3}  {}", "#".repeat(*count));
@@ -149,6 +244,24 @@ fn text(s: &Spread) -> String {
     );
     if let Some(e) = &s.last_error {
         let _ = writeln!(out, "Last error: {e}");
+    }
+    let lesson = match s.connection {
+        "h2" => Some(
+            "A Service balances connections, and HTTP/2 sends every request over one: all of \
+             them reach the pod that connection reached. Balance in the client (connection=\
+             headless), put a proxy that balances requests in between, or have the server close \
+             connections after a while (--max-connection-age) so they spread over time.",
+        ),
+        "headless" => Some(
+            "The headless Service gives the pods' own addresses, and the client takes them in \
+             turn: every ready pod answers, whatever the connections carry. The client must now \
+             follow the pods itself (look the name up again as pods come and go).",
+        ),
+        _ => None,
+    };
+    if let Some(lesson) = lesson {
+        out.push('\n');
+        out.push_str(&crate::terminal::wrap(lesson, 0, 80));
     }
     out
 }

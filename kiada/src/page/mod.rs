@@ -3,6 +3,7 @@
 //!
 //! - `home`: the page's routes and the gathering of both backends' answers;
 //! - `render`: the page as text, HTML and JSON; `visit`: what it says about the request;
+//! - `path`: the path of a page view, drawn for the HTML page;
 //! - `client_ip`: what the client address means; `status`: the status message;
 //! - `answer`: answering, for curl and for the form; `proxy`: `/proxy/…` for the script.
 //!
@@ -11,6 +12,7 @@
 pub mod answer;
 pub mod client_ip;
 mod home;
+mod path;
 mod proxy;
 pub mod render;
 mod state;

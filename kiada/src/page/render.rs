@@ -237,7 +237,9 @@ impl Page {
     }
 
     pub fn html(&self) -> Result<String, askama::Error> {
+        let path = super::path::of(self).render()?;
         PageHtml {
+            path: &path,
             base: "",
             version: VERSION,
             release: Badge::of(self.release.as_deref()),
@@ -264,6 +266,8 @@ fn write_error(out: &mut String, service: &str, e: &BackendError) {
 #[derive(Template)]
 #[template(path = "page.html")]
 struct PageHtml<'a> {
+    /// The path of this page view, drawn (SVG, rendered and escaped by its own template).
+    path: &'a str,
     base: &'a str,
     version: &'a str,
     release: Option<Badge<'a>>,

@@ -304,3 +304,84 @@ async fn the_html_page_explains_without_script_and_never_shows_backend_markup() 
         "{html}"
     );
 }
+
+/// The text of every box of `role` in the drawing `id`, for `service`: (title, detail).
+fn boxes(html: &str, id: &str, role: &str, service: &str) -> Vec<(String, String)> {
+    let start = html
+        .find(&format!(r#"<svg id="{id}""#))
+        .expect("the drawing is on the page");
+    let svg = &html[start..start + html[start..].find("</svg>").unwrap()];
+    let marker = format!(r#"data-role="{role}" data-service="{service}""#);
+    svg.match_indices(&marker)
+        .map(|(at, _)| {
+            let shape = &svg[at..at + svg[at..].find("</g>").unwrap()];
+            let text = |class: &str| {
+                let open = shape.find(&format!(r#"class="{class}""#)).unwrap();
+                let from = open + shape[open..].find('>').unwrap() + 1;
+                shape[from..from + shape[from..].find("</text>").unwrap()].to_owned()
+            };
+            (text("title"), text("detail"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_html_page_draws_the_path_of_its_view_and_a_failure_where_it_stopped() {
+    let quote = kit_backend(
+        crate::support::quote("quote-a", "A tip."),
+        "quote-a",
+        "node-7",
+    );
+    let quiz = kit_backend(crate::support::quiz("quiz-a", "Q?"), "quiz-a", "node-8");
+    let kiada = start(config(&format!("{}/quote", quote.url()), &quiz.url())).await;
+    let html = fetch(format!("{}/html", kiada.url()), "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let api: Value = fetch(format!("{}/api", kiada.url()), "application/json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(boxes(&html, "path", "client", "").len(), 1, "{html}");
+    assert_eq!(boxes(&html, "path", "kiada", "")[0].0, "kiada-test");
+    for (service, json) in [("quote", &api["tip"]), ("quiz", &api["question"])] {
+        let pod = &boxes(&html, "path", "pod", service)[0];
+        assert_eq!(pod.0, json["pod"].as_str().unwrap(), "{service}");
+        let dialled = &boxes(&html, "path", "dialled", service)[0];
+        assert_eq!(dialled.0, json["remote"].as_str().unwrap(), "{service}");
+        assert_eq!(boxes(&html, "path", "name", service)[0].0, "an IP address");
+    }
+    // node-7 is this kiada's node; node-8 is not.
+    assert_eq!(
+        boxes(&html, "path", "pod", "quote")[0].1,
+        "node-7, same node"
+    );
+    assert_eq!(
+        boxes(&html, "path", "pod", "quiz")[0].1,
+        "node-8, other node"
+    );
+
+    // A quiz nobody listens for: the row stops at the failure, with its kind.
+    let down = start(config(
+        &format!("{}/quote", quote.url()),
+        &format!("http://127.0.0.1:{}", closed_port()),
+    ))
+    .await;
+    let html = fetch(format!("{}/html", down.url()), "text/html")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        boxes(&html, "path", "failure", "quiz"),
+        [("✗ failed".to_owned(), "refused".to_owned())],
+        "{html}"
+    );
+    assert!(boxes(&html, "path", "pod", "quiz").is_empty());
+    assert_eq!(boxes(&html, "path", "pod", "quote").len(), 1);
+    // Text and JSON pages stay as they were: no drawing.
+    let text = text(format!("{}/text", down.url())).await;
+    assert!(!text.contains("<svg"), "{text}");
+}

@@ -256,3 +256,158 @@ async fn pod_names_from_the_network_never_reach_the_lab_page_as_markup() {
     // Not a pod name at all (a DNS subdomain has no `<`): shown as invalid, never as markup.
     assert!(html.contains("(invalid)"), "{html}");
 }
+
+/// Names for kiada's backend calls: `quote` the balancer (a ClusterIP's stand-in),
+/// `quote-headless` every pod's own address, as a headless Service answers.
+struct Names(std::collections::HashMap<String, Vec<std::net::SocketAddr>>);
+
+impl reqwest::dns::Resolve for Names {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let found = self.0.get(name.as_str()).cloned();
+        Box::pin(async move {
+            let addrs = found.ok_or("no such name")?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Three pods behind the balancer, reached by the names `quote` and `quote-headless`.
+async fn named_lab() -> (Vec<StandIn>, Balancer, kit::Running) {
+    let mut pods = Vec::new();
+    for name in ["quote-a", "quote-b", "quote-c"] {
+        pods.push(serve(quote(name, "A tip.")).await);
+    }
+    let addrs: Vec<std::net::SocketAddr> = pods
+        .iter()
+        .map(|s| ([127, 0, 0, 1], s.port).into())
+        .collect();
+    let balancer = Balancer::start(0, addrs.clone()).unwrap();
+    let quiz = serve(quiz("quiz-a", "Q?")).await;
+    let mut config = config(
+        &format!("http://quote:{}/quote", balancer.addr().port()),
+        &quiz.url,
+    );
+    config.resolver = Some(Arc::new(Names(
+        [
+            ("quote".to_owned(), vec![([127, 0, 0, 1], 0).into()]),
+            ("quote-headless".to_owned(), addrs),
+        ]
+        .into(),
+    )));
+    let kiada = start(config).await;
+    pods.push(quiz);
+    (pods, balancer, kiada)
+}
+
+async fn spread_json(kiada: &kit::Running, query: &str) -> Value {
+    fetch(
+        format!("{}/lab/spread?{query}", kiada.url()),
+        "application/json",
+    )
+    .await
+    .json()
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn one_http2_connection_reaches_one_pod_and_client_side_balancing_reaches_all() {
+    let (_pods, _balancer, kiada) = named_lab().await;
+    // Over new connections the Service's stand-in spreads them.
+    let new = spread_json(&kiada, "n=12&connection=new").await;
+    assert_eq!(new["pods"].as_object().unwrap().len(), 3, "{new}");
+    // HTTP/2: twelve streams on one connection, so one pod answers them all.
+    let h2 = spread_json(&kiada, "n=12&connection=h2").await;
+    assert_eq!(h2["connection"], "h2");
+    assert_eq!(h2["failed"], 0, "{h2}");
+    let pods = h2["pods"].as_object().unwrap();
+    assert_eq!(pods.len(), 1, "{h2}");
+    assert_eq!(pods.values().next().unwrap(), 12, "{h2}");
+    // Balancing in the client over the headless name's addresses: every pod, in turn.
+    let headless = spread_json(&kiada, "n=12&connection=headless").await;
+    assert_eq!(headless["failed"], 0, "{headless}");
+    assert_eq!(
+        headless["addresses"].as_array().unwrap().len(),
+        3,
+        "{headless}"
+    );
+    for pod in ["quote-a", "quote-b", "quote-c"] {
+        assert_eq!(headless["pods"][pod], 4, "{headless}");
+    }
+    // The text says why.
+    let text = text(format!("{}/lab/spread?n=6&connection=h2", kiada.url())).await;
+    assert!(
+        text.contains("as HTTP/2 streams over one\nconnection"),
+        "{text}"
+    );
+    assert!(text.contains("Balance in the client"), "{text}");
+    // A watch over one HTTP/2 connection stays on one pod too.
+    let watch = text_of_watch(&kiada, "interval_ms=100&duration_s=1&connection=h2").await;
+    assert!(
+        watch.contains("HTTP/2 streams over one connection"),
+        "{watch}"
+    );
+    assert_eq!(
+        watch.matches("answered for the first time").count(),
+        1,
+        "{watch}"
+    );
+}
+
+async fn text_of_watch(kiada: &kit::Running, query: &str) -> String {
+    text(format!("{}/lab/watch?{query}", kiada.url())).await
+}
+
+#[tokio::test]
+async fn client_side_balancing_without_a_headless_name_says_so() {
+    let lab = three_pods().await;
+    // The backend URL holds an address: nothing to resolve.
+    let res = spread_json(&lab.kiada, "n=3&connection=headless").await;
+    assert_eq!(res["failed"], 3, "{res}");
+    assert!(
+        res["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("no headless name"),
+        "{res}"
+    );
+    let bad = fetch(
+        format!("{}/lab/spread?connection=h3", lab.kiada.url()),
+        "*/*",
+    )
+    .await;
+    assert_eq!(bad.status(), 400);
+    assert!(
+        bad.text()
+            .await
+            .unwrap()
+            .contains("new, reuse, h2 or headless")
+    );
+}
+
+#[tokio::test]
+async fn the_lab_page_draws_where_the_spread_runs_connections_went() {
+    let lab = three_pods().await;
+    let html = fetch(
+        format!("{}/lab?run=spread&n=12", lab.kiada.url()),
+        "text/html",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let start = html
+        .find(r#"<svg id="spread-path""#)
+        .expect("the drawing is there");
+    let svg = &html[start..start + html[start..].find("</svg>").unwrap()];
+    assert_eq!(svg.matches(r#"data-role="pod""#).count(), 3, "{svg}");
+    assert_eq!(svg.matches(r#"data-role="kiada""#).count(), 1, "{svg}");
+    // Every pod's box says how many calls it got each way; twelve new ones spread 4, 4, 4
+    // over round robin, and the twelve reused ones all went to one pod.
+    assert_eq!(svg.matches(">4 new, ").count(), 3, "{svg}");
+    assert_eq!(svg.matches(", 12 reused<").count(), 1, "{svg}");
+    assert!(
+        svg.contains(r#"class="note" x="#) && svg.contains(">12 + 12 calls<"),
+        "{svg}"
+    );
+}

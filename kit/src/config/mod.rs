@@ -39,6 +39,12 @@ pub struct ServerConfig {
     #[arg(long, env = "BODY_READ_TIMEOUT", value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub body_read_timeout: Duration,
 
+    /// Seconds after which a connection is asked to close: HTTP/2 with GOAWAY (streams under
+    /// way finish), HTTP/1 after its current response; clients that keep connections for long
+    /// (gRPC, HTTP/2) then reconnect and spread over a Service's pods. Off unless set.
+    #[arg(long, env = "MAX_CONNECTION_AGE", value_name = "SECONDS", value_parser = parse_seconds)]
+    pub max_connection_age: Option<Duration>,
+
     /// Connections each listener (main, HTTPS, admin) serves at once. At the cap readiness
     /// fails; 16 more are answered only on the probes and /metrics; the rest are closed at once.
     #[arg(
@@ -102,6 +108,7 @@ impl ServerConfig {
             request_timeout: Duration::from_secs(30),
             body_read_timeout: crate::server::BODY_READ_TIMEOUT,
             max_connections: crate::server::MAX_CONNECTIONS,
+            max_connection_age: None,
             response_delay_ms: 0,
             response_delay_jitter_ms: 0,
             fail_after: None,
@@ -146,7 +153,13 @@ mod tests {
         let defaults = Cli::try_parse_from(["service"]).unwrap().server;
         assert_eq!(defaults.max_connections, 512);
         assert_eq!(defaults.body_read_timeout, Duration::from_secs(10));
-        let set = ["service", "--max-connections", "64", "--body-read-timeout", "2.5"];
+        let set = [
+            "service",
+            "--max-connections",
+            "64",
+            "--body-read-timeout",
+            "2.5",
+        ];
         let set = Cli::try_parse_from(set).unwrap().server;
         assert_eq!(set.max_connections, 64);
         assert_eq!(set.body_read_timeout, Duration::from_millis(2500));

@@ -50,7 +50,7 @@ pub(crate) struct ObserveLayer {
 struct Shared {
     /// The admin listener has no metrics of its own.
     metrics: Option<HttpMetrics>,
-    identity_headers: [(HeaderName, HeaderValue); 5],
+    identity_headers: Box<[(HeaderName, HeaderValue)]>,
     state: PodState,
     timeout: Duration,
     body_read_timeout: Duration,
@@ -80,10 +80,14 @@ impl ObserveLayer {
     }
 }
 
-/// The headers naming this pod, made once; and `nosniff`, so that no browser takes a text
-/// answer echoing a path for HTML.
-fn identity_headers(identity: &Identity) -> [(HeaderName, HeaderValue); 5] {
+/// The headers naming this pod, made once (`X-Release` when the pod has one: stable, canary);
+/// and `nosniff`, so that no browser takes a text answer echoing a path for HTML.
+fn identity_headers(identity: &Identity) -> Box<[(HeaderName, HeaderValue)]> {
     let value = |v: &str| HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("invalid"));
+    let release = identity
+        .release
+        .as_deref()
+        .map(|r| (HeaderName::from_static("x-release"), value(r)));
     [
         (
             HeaderName::from_static("x-pod-name"),
@@ -100,6 +104,9 @@ fn identity_headers(identity: &Identity) -> [(HeaderName, HeaderValue); 5] {
             HeaderValue::from_static("nosniff"),
         ),
     ]
+    .into_iter()
+    .chain(release)
+    .collect()
 }
 
 /// `X-Pod-State`: what this pod is doing besides serving, so that a client watching a Service

@@ -69,13 +69,19 @@ pub(super) struct Shared {
     pub probes_builder: auto::Builder<Exec>,
     /// The header-read timeout, applied to whole connections as described above.
     pub idle_timeout: Duration,
+    /// How long a connection lives before it is asked to close gracefully; `None`: forever.
+    pub max_age: Option<Duration>,
     phase: watch::Sender<Phase>,
     open: AtomicUsize,
     all_closed: Notify,
 }
 
 impl Shared {
-    pub(super) fn new(builder: auto::Builder<Exec>, idle_timeout: Duration) -> Arc<Self> {
+    pub(super) fn new(
+        builder: auto::Builder<Exec>,
+        idle_timeout: Duration,
+        max_age: Option<Duration>,
+    ) -> Arc<Self> {
         let mut probes_builder = builder.clone();
         probes_builder
             .http1()
@@ -85,6 +91,7 @@ impl Shared {
             builder,
             probes_builder,
             idle_timeout,
+            max_age,
             phase: watch::Sender::new(Phase::Serving),
             open: AtomicUsize::new(0),
             all_closed: Notify::new(),
@@ -292,7 +299,10 @@ where
         activity,
         peer,
         shared.phase.subscribe(),
-        deadline,
+        Limits {
+            idle: deadline,
+            max_age: shared.max_age,
+        },
         orders.clone(),
     );
     tokio::pin!(control);
@@ -329,6 +339,14 @@ where
     }
 }
 
+/// The watchdog's limits for one connection.
+struct Limits {
+    /// Nothing in flight, or writes blocked, this long: close.
+    idle: Duration,
+    /// Older than this: close gracefully.
+    max_age: Option<Duration>,
+}
+
 /// What the watchdog asks of the connection it watches.
 #[derive(Default)]
 struct Orders {
@@ -342,16 +360,25 @@ struct Orders {
 /// Its timer serves two limits of the same length: no request in flight for `idle` (but on
 /// HTTP/1 once a request has come, where hyper's header-read timer covers the wait for every
 /// next head), and writes blocked for `idle` (the peer takes no bytes: dropped at once, on
-/// every protocol). Between deadlines it wakes once per `idle` to look.
+/// every protocol). Between deadlines it wakes once per `idle` to look. A connection older than
+/// the maximum age is asked to close, as when draining.
 async fn watchdog(
     activity: Arc<Activity>,
     peer: SocketAddr,
     mut phase: watch::Receiver<Phase>,
-    idle: Duration,
+    limits: Limits,
     orders: Arc<Orders>,
 ) {
+    let idle = limits.idle;
     let timer = tokio::time::sleep_until(activity.base + idle);
     tokio::pin!(timer);
+    // Far enough never to fire when there is no maximum age.
+    let aged = activity.base
+        + limits
+            .max_age
+            .unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+    let age = tokio::time::sleep_until(aged);
+    tokio::pin!(age);
     let ask = || orders.shutdown.store(true, Ordering::Release);
     // Set once the connection has been asked to close (idle or draining).
     let mut closing = false;
@@ -391,6 +418,11 @@ async fn watchdog(
                     .min()
                     .unwrap_or(now + idle);
                 timer.as_mut().reset(next);
+            },
+            _ = &mut age, if limits.max_age.is_some() && !closing => {
+                tracing::debug!(%peer, "asking a connection past its maximum age to close");
+                ask();
+                closing = true;
             },
             changed = phase.changed() => {
                 let now = if changed.is_ok() { *phase.borrow_and_update() } else { Phase::Closed };

@@ -223,8 +223,10 @@ impl App {
         // The main and TLS listeners share one set of connections; the admin port has its own,
         // so that draining the application's connections never waits on an operator's.
         let builder = http_builder(self.config.header_read_timeout);
-        let main = Shared::new(builder.clone(), self.config.header_read_timeout);
-        let admin = Shared::new(builder, self.config.header_read_timeout);
+        let age = self.config.max_connection_age;
+        let main = Shared::new(builder.clone(), self.config.header_read_timeout, age);
+        // The admin port's few local connections need no rotation.
+        let admin = Shared::new(builder, self.config.header_read_timeout, None);
         // Each listener has its own cap; readiness fails while an application listener (not
         // the admin one) is at its cap.
         let cap = Limits::of(&self.config).max_connections;

@@ -354,3 +354,36 @@ async fn stopping_fails_readiness_first_then_finishes_in_flight_requests() {
         "listener closed"
     );
 }
+
+#[tokio::test]
+async fn a_pod_with_a_release_names_it_on_every_response() {
+    let identity = kit::Identity {
+        release: Some("canary".into()),
+        ..kit::Identity::named("pod-c")
+    };
+    let app = kit::App::bind(
+        &kit::ServerConfig::ephemeral(),
+        &identity,
+        kit::AppSpec::new("test", crate::common::routes()),
+    )
+    .unwrap()
+    .spawn();
+    for path in ["/healthz/ready", "/missing"] {
+        let res = client()
+            .get(format!("{}{path}", app.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["x-release"], "canary", "{path}");
+    }
+    app.stop().await.unwrap();
+    // None given, none sent.
+    let plain = crate::common::start();
+    let res = client()
+        .get(format!("{}/missing", plain.url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.headers().get("x-release").is_none());
+    plain.stop().await.unwrap();
+}

@@ -317,3 +317,68 @@ async fn a_flood_of_made_up_methods_leaves_metrics_small() {
         "a made-up method in the log"
     );
 }
+
+#[tokio::test]
+async fn connections_past_their_maximum_age_are_closed_gracefully() {
+    use std::io::{Read, Write};
+    let quote = Process::start(QUOTE, &["--max-connection-age", "1"]);
+    let addr = quote.addr;
+    // HTTP/1 kept alive: answered, then closed once a second old, long before the 10 s idle
+    // limit would.
+    let http1 = tokio::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp.write_all(b"GET /quote HTTP/1.1\r\nHost: q\r\n\r\n")
+            .unwrap();
+        let mut first = [0u8; 4096];
+        let n = tcp.read(&mut first).unwrap();
+        assert!(
+            first[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&first[..n])
+        );
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        tcp.read_to_end(&mut rest).expect("closed, not timed out");
+        started.elapsed()
+    });
+    // HTTP/2: a request answered, then GOAWAY, and the connection ends.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let ended = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let _ = connection.await;
+        started.elapsed()
+    });
+    let mut client = client.ready().await.unwrap();
+    let request = axum::http::Request::get(format!("http://{addr}/quote"))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let h2_ended = tokio::time::timeout(Duration::from_secs(5), ended)
+        .await
+        .expect("the HTTP/2 connection ends after GOAWAY")
+        .unwrap();
+    assert!(h2_ended < Duration::from_secs(3), "{h2_ended:?}");
+    let h1_closed = http1.await.unwrap();
+    assert!(h1_closed < Duration::from_secs(3), "{h1_closed:?}");
+    // Without the flag, a kept-alive connection stays until the idle limit.
+    let plain = Process::start(QUOTE, &[]);
+    let addr = plain.addr;
+    let stays = tokio::task::spawn_blocking(move || {
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        tcp.write_all(b"GET /quote HTTP/1.1\r\nHost: q\r\n\r\n")
+            .unwrap();
+        let mut first = [0u8; 4096];
+        let _ = tcp.read(&mut first).unwrap();
+        let mut more = [0u8; 16];
+        // Still open after 3 s: the read times out instead of seeing the end.
+        matches!(tcp.read(&mut more), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut)
+    });
+    assert!(
+        stays.await.unwrap(),
+        "a connection without a maximum age stays open"
+    );
+}

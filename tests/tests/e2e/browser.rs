@@ -68,16 +68,33 @@ async fn a_person_answers_questions_in_the_browser() {
             &quiz.url(),
         ],
     );
+    // The same kiada, but its quiz is a port nobody listens on: a page with a failed backend.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let broken = start(
+        "kiada",
+        &[
+            "--no-tls",
+            "--quote-url",
+            &format!("{}/quote", balancer.url()),
+            "--quiz-url",
+            &format!("http://127.0.0.1:{closed}"),
+        ],
+    );
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&shots).unwrap();
 
-    let kiada_url = kiada.url();
+    let (kiada_url, broken_url) = (kiada.url(), broken.url());
     let (script, shots_arg) = (script_dir.join("browser.mjs"), shots.clone());
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg(script)
             .arg(kiada_url)
             .arg(shots_arg)
+            .arg(broken_url)
             .output()
     })
     .await
@@ -96,6 +113,8 @@ async fn a_person_answers_questions_in_the_browser() {
         "answered-without-js.png",
         "lab-spread.png",
         "lab-watch.png",
+        "path.png",
+        "path-failed.png",
     ] {
         assert!(shots.join(shot).exists(), "no screenshot {shot}");
     }

@@ -5,6 +5,7 @@
 
 mod browser;
 mod chapter;
+mod http2;
 mod in_pod;
 mod kustomize;
 mod layout;

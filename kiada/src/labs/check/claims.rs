@@ -29,6 +29,19 @@ pub const IDS: [&str; 12] = [
     "policy",
 ];
 
+/// The claims that need the pods asked at their headless addresses, and those that need the
+/// calls through the ClusterIP.
+const NEEDS_PODS: &[&str] = &[
+    "spread",
+    "headless",
+    "ready",
+    "local",
+    "canary",
+    "experiments",
+    "policy",
+];
+const NEEDS_CALLS: &[&str] = &["spread", "ready", "canary"];
+
 /// New connections over the ClusterIP, and requests over one kept connection.
 const NEW_CALLS: usize = 24;
 const KEPT_CALLS: usize = 10;
@@ -41,18 +54,10 @@ const MAX_PODS: usize = 10;
 pub fn connections(only: &BTreeSet<&'static str>) -> u32 {
     let wants = |ids: &[&str]| only.is_empty() || ids.iter().any(|id| only.contains(id));
     let mut n = 0;
-    if wants(&["spread", "ready", "canary"]) {
+    if wants(NEEDS_CALLS) {
         n += NEW_CALLS + 1;
     }
-    if wants(&[
-        "spread",
-        "headless",
-        "ready",
-        "local",
-        "canary",
-        "experiments",
-        "policy",
-    ]) {
+    if wants(NEEDS_PODS) {
         n += MAX_PODS;
     }
     for (id, calls) in [
@@ -109,17 +114,7 @@ impl Run<'_> {
         let needs_vip = IDS.iter().any(|id| {
             self.wants(id) && !matches!(*id, "affinity" | "local" | "nodeport" | "experiments")
         });
-        let needs_pods = [
-            "spread",
-            "headless",
-            "ready",
-            "local",
-            "canary",
-            "experiments",
-            "policy",
-        ]
-        .iter()
-        .any(|id| self.wants(id));
+        let needs_pods = NEEDS_PODS.iter().any(|id| self.wants(id));
         let quote = self.targets.quote.clone();
         if needs_vip && let Some(q) = &quote {
             seen.vip = Some(probe::resolve(q, &self.conf, self.nameserver).await);

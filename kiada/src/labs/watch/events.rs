@@ -55,7 +55,11 @@ pub(super) fn start(out: &mut String, p: &Params, url: &str) {
         url,
         interval_ms: p.interval.as_millis() as u64,
         duration_s: p.duration.as_secs(),
-        connection: if p.reuse { "reuse" } else { "new" },
+        connection: match (p.reuse, p.h2) {
+            (_, true) => "h2",
+            (true, false) => "reuse",
+            (false, false) => "new",
+        },
     };
     event(out, "start", &start);
 }

@@ -23,7 +23,10 @@ pub(super) struct Params {
     pub service: Backend,
     pub interval: Duration,
     pub duration: Duration,
+    /// One connection for all calls (HTTP/1 kept alive, or HTTP/2).
     pub reuse: bool,
+    /// That one connection speaks HTTP/2, every call a stream on it.
+    pub h2: bool,
 }
 
 pub(super) fn parse(query: &WatchQuery) -> Result<Params, Error> {
@@ -45,12 +48,13 @@ pub(super) fn parse(query: &WatchQuery) -> Result<Params, Error> {
         "interval_ms",
     )?;
     let duration = number(query.duration_s.as_deref(), 60, DURATION_S, "duration_s")?;
-    let reuse = match query.connection.as_deref().unwrap_or("new") {
-        "new" => false,
-        "reuse" => true,
+    let (reuse, h2) = match query.connection.as_deref().unwrap_or("new") {
+        "new" => (false, false),
+        "reuse" => (true, false),
+        "h2" => (true, true),
         other => {
             return Err(bad(format!(
-                "connection must be new or reuse, not '{other}'"
+                "connection must be new, reuse or h2, not '{other}'"
             )));
         }
     };
@@ -59,6 +63,7 @@ pub(super) fn parse(query: &WatchQuery) -> Result<Params, Error> {
         interval: Duration::from_millis(interval),
         duration: Duration::from_secs(duration),
         reuse,
+        h2,
     })
 }
 
@@ -66,7 +71,7 @@ fn bad(message: String) -> Error {
     let (i, d) = (INTERVAL_MS, DURATION_S);
     Error::BadRequest(format!(
         "{message}. Usage: /lab/watch?service=quote|quiz&interval_ms={}..{}&duration_s={}..{}\
-         &connection=new|reuse",
+         &connection=new|reuse|h2",
         i.0, i.1, d.0, d.1
     ))
 }

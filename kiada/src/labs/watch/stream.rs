@@ -43,7 +43,10 @@ pub async fn watch(
             url: state.url(params.service),
             service: params.service,
             reuse: params.reuse,
-            client: state.backends.lab_client(params.reuse),
+            client: match params.h2 {
+                true => state.backends.h2_client(),
+                false => state.backends.lab_client(params.reuse),
+            },
             backends: state.backends.clone(),
             limits: state.limits.clone(),
             // The body is polled outside the request's task-local scope: keep the id for the

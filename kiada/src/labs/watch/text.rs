@@ -10,10 +10,10 @@ use super::tally::seconds;
 use super::transitions::Transition;
 
 pub(super) fn start(out: &mut String, p: &Params, url: &str) {
-    let over = if p.reuse {
-        "one reused connection"
-    } else {
-        "a new connection each"
+    let over = match (p.reuse, p.h2) {
+        (_, true) => "HTTP/2 streams over one connection",
+        (true, false) => "one reused connection",
+        (false, false) => "a new connection each",
     };
     let _ = writeln!(
         out,
