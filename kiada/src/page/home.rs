@@ -35,7 +35,9 @@ pub(super) async fn html_page(
     State(state): State<PageState>,
     visit: Visit,
 ) -> Result<Response, Error> {
-    Ok(html(StatusCode::OK, gather(&state, visit).await.html()?))
+    let page = gather(&state, visit).await;
+    let path = askama::Template::render(&super::path::of(&page))?;
+    Ok(html(StatusCode::OK, page.html(&path)?))
 }
 
 pub(super) async fn api_page(State(state): State<PageState>, visit: Visit) -> Response {

@@ -236,10 +236,10 @@ impl Page {
         out
     }
 
-    pub fn html(&self) -> Result<String, askama::Error> {
-        let path = super::path::of(self).render()?;
+    /// The HTML page, with `path`, the page view's path drawn (SVG, see `path.rs`).
+    pub fn html(&self, path: &str) -> Result<String, askama::Error> {
         PageHtml {
-            path: &path,
+            path,
             base: "",
             version: VERSION,
             release: Badge::of(self.release.as_deref()),
