@@ -1,4 +1,4 @@
-//! Every command the README, the guide, the manifests' comments and the tips tell a learner to
+//! Every command the README, the docs, the manifests' comments and the tips tell a learner to
 //! type inside a pod, run with the tools the pod has, where the answer needs no Kubernetes.
 //!
 //! The pods' images are Alpine: busybox applets (`sh`, `nslookup`, `ping`, `wget`, `env`, `cat`,
@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use serde_yaml_ng::Value;
 
-use crate::readme::{GUIDE, README, Snippets, snippets, yaml_docs};
+use crate::readme::{DOCS, GUIDE, Snippets, snippets, yaml_docs};
 
 /// `getent hosts NAME` as Alpine's `getent` (musl-utils) does it: an IPv6 lookup, then an
 /// IPv4 one, through musl's resolver; the first address, the canonical name, then any aliases.
@@ -1726,8 +1726,13 @@ fn every_in_pod_command_runs_with_the_pods_tools_and_prints_what_the_text_shows(
     let mut lab = Lab::start(tools);
     let mut report = Report::default();
 
-    walk_markdown(&mut lab, "README.md", README, &mut report);
-    walk_markdown(&mut lab, "docs/services-lab.md", GUIDE, &mut report);
+    // The README and every page of docs/ but teaching.md, which this test has never walked: its
+    // busybox `nslookup quote-headless` (a short name) fails here, as the README's table says.
+    for (file, text) in DOCS {
+        if file != "docs/teaching.md" {
+            walk_markdown(&mut lab, file, text, &mut report);
+        }
+    }
 
     lab.reset();
     for (file, command) in manifest_commands() {

@@ -1,7 +1,7 @@
-//! The code's shape, as the README's layout table promises it: kiada's rooms depend one way
-//! (pages and labs use the backends and the view; the backends and the view use neither), no
-//! module of kiada imports one that imports it back, every room says what it holds, and kit's
-//! top level stays at eight modules or fewer.
+//! The code's shape, as the layout table of docs/development.md promises it: kiada's rooms
+//! depend one way (pages and labs use the backends and the view; the backends and the view use
+//! neither), no module of kiada imports one that imports it back, every room says what it
+//! holds, and kit's top level stays at eight modules or fewer.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,7 @@
-//! The README's flag tables against each binary's `--help`, so the two cannot drift apart.
+//! The README and the pages of `docs/` checked against what they describe: the flag tables
+//! against each binary's `--help`, so the two cannot drift apart; every command against the
+//! objects the manifests define; every link between the pages against the file and the section
+//! it names.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -7,16 +10,78 @@ use std::process::Command;
 type Flags = BTreeMap<String, (Option<String>, Option<String>)>;
 
 pub(crate) const README: &str = include_str!("../../../README.md");
+pub(crate) const GUIDE: &str = include_str!("../../../docs/services-lab.md");
+const TEACHING: &str = include_str!("../../../docs/teaching.md");
+pub(crate) const LOCAL_SUITE: &str = include_str!("../../../docs/local-suite.md");
+pub(crate) const REFERENCE: &str = include_str!("../../../docs/reference.md");
+pub(crate) const OPERATIONS: &str = include_str!("../../../docs/operations.md");
+pub(crate) const DEVELOPMENT: &str = include_str!("../../../docs/development.md");
 
-/// The flag rows (`| --flag | ENV | default | meaning |`) of the README section titled `title`.
-fn readme_flags(title: &str) -> Flags {
-    let section = README
-        .split("\n## ")
-        .find(|s| s.lines().next().is_some_and(|t| t.trim() == title))
-        .unwrap_or_else(|| panic!("the README has no section '## {title}'"));
-    let cell = |c: &str| c.trim().trim_matches('`').to_owned();
-    section
+/// The README and every page of `docs/`, by their path in the repository.
+pub(crate) const DOCS: [(&str, &str); 7] = [
+    ("README.md", README),
+    ("docs/services-lab.md", GUIDE),
+    ("docs/teaching.md", TEACHING),
+    ("docs/local-suite.md", LOCAL_SUITE),
+    ("docs/reference.md", REFERENCE),
+    ("docs/operations.md", OPERATIONS),
+    ("docs/development.md", DEVELOPMENT),
+];
+
+/// A Markdown heading line outside code blocks: its level (the number of `#`) and its text.
+fn heading(line: &str) -> Option<(usize, &str)> {
+    let level = line.len() - line.trim_start_matches('#').len();
+    let text = line[level..].strip_prefix(' ')?;
+    (1..=6).contains(&level).then_some((level, text.trim()))
+}
+
+/// The lines of a Markdown text, each with its heading when it is one outside a code block.
+fn lines_and_headings(markdown: &str) -> Vec<(&str, Option<(usize, &str)>)> {
+    let mut fenced = false;
+    markdown
         .lines()
+        .map(|line| {
+            if line.trim_start().starts_with("```") {
+                fenced = !fenced;
+                return (line, None);
+            }
+            (line, if fenced { None } else { heading(line) })
+        })
+        .collect()
+}
+
+/// The section of a Markdown text under the heading `title` (any level), up to the next heading
+/// of the same level or above; its subsections included.
+fn section(markdown: &str, title: &str) -> Option<String> {
+    let lines = lines_and_headings(markdown);
+    let start = lines
+        .iter()
+        .position(|(_, h)| h.is_some_and(|(_, text)| text == title))?;
+    let level = lines[start].1.unwrap().0;
+    let body: Vec<&str> = lines[start..]
+        .iter()
+        .enumerate()
+        .take_while(|(i, (_, h))| *i == 0 || !h.is_some_and(|(l, _)| l <= level))
+        .map(|(_, (line, _))| *line)
+        .collect();
+    Some(body.join("\n"))
+}
+
+/// The flag rows (`| --flag | ENV | default | meaning |`) of the sections titled `title`, in
+/// the README or whichever page of `docs/` holds them.
+fn readme_flags(title: &str) -> Flags {
+    let sections: Vec<String> = DOCS
+        .iter()
+        .filter_map(|(_, text)| section(text, title))
+        .collect();
+    assert!(
+        !sections.is_empty(),
+        "neither the README nor docs/ has a section '{title}'"
+    );
+    let cell = |c: &str| c.trim().trim_matches('`').to_owned();
+    sections
+        .iter()
+        .flat_map(|s| s.lines())
         .filter(|l| l.starts_with("| `--"))
         .map(|line| {
             let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
@@ -117,10 +182,7 @@ fn suite_flags_are_documented() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Commands in the README and the lab guide name objects that exist.
-
-pub(crate) const GUIDE: &str = include_str!("../../../docs/services-lab.md");
-const TEACHING: &str = include_str!("../../../docs/teaching.md");
+// Commands in the README and the pages of docs/ name objects that exist.
 
 /// What the manifests (suite and experiments) and the kind configurations define, as far as a
 /// command can name it.
@@ -689,15 +751,11 @@ fn check_markdown(lab: &Lab, markdown: &str) -> Vec<String> {
 }
 
 #[test]
-fn commands_in_the_readme_and_the_guide_name_what_exists() {
+fn commands_in_the_readme_and_the_docs_name_what_exists() {
     let lab = lab();
-    for (file, text) in [
-        ("README.md", README),
-        ("docs/services-lab.md", GUIDE),
-        ("docs/teaching.md", TEACHING),
-    ] {
+    for (file, text) in DOCS {
         let found = commands(text);
-        assert!(found.len() > 10, "{file}: {} commands found", found.len());
+        assert!(found.len() > 2, "{file}: {} commands found", found.len());
         let errors = check_markdown(&lab, text);
         assert!(errors.is_empty(), "{file}:\n{}", errors.join("\n"));
     }
@@ -756,23 +814,169 @@ fn slug(heading: &str) -> String {
         .collect()
 }
 
+/// The anchors of a Markdown text's headings, as GitHub makes them (a repeated one gets `-1`,
+/// `-2`, …).
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut anchors = BTreeSet::new();
+    for (_, h) in lines_and_headings(markdown) {
+        if let Some((_, text)) = h {
+            let base = slug(text);
+            let n = seen.entry(base.clone()).or_default();
+            anchors.insert(if *n == 0 { base } else { format!("{base}-{n}") });
+            *n += 1;
+        }
+    }
+    anchors
+}
+
+/// The targets of the Markdown links (`[text](target)`, `![alt](target)`) outside code blocks.
+fn link_targets(markdown: &str) -> Vec<&str> {
+    lines_and_headings(markdown)
+        .into_iter()
+        .scan(false, |fenced, (line, _)| {
+            if line.trim_start().starts_with("```") {
+                *fenced = !*fenced;
+                return Some(None);
+            }
+            Some((!*fenced).then_some(line))
+        })
+        .flatten()
+        .flat_map(|line| line.split("](").skip(1))
+        .filter_map(|rest| rest.split(')').next())
+        .collect()
+}
+
+/// `path` relative to the folder of the file `from`, both from the repository's root, with `.`
+/// and `..` resolved; `None` when it climbs out of the repository.
+fn resolve(from: &str, path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = from.split('/').collect();
+    parts.pop();
+    for part in path.split('/') {
+        match part {
+            "." | "" => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// What is wrong with the relative links of the page `file` (a path from the repository's
+/// root): a file that does not exist, or an anchor that no heading of the README or a page of
+/// `docs/` makes.
+fn broken_links(file: &str, markdown: &str) -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let mut errors = Vec::new();
+    for target in link_targets(markdown) {
+        if target.contains("://") || target.starts_with("mailto:") {
+            continue;
+        }
+        let (path, anchor) = match target.split_once('#') {
+            Some((path, anchor)) => (path, Some(anchor)),
+            None => (target, None),
+        };
+        let Some(resolved) = (if path.is_empty() {
+            Some(file.to_owned())
+        } else {
+            resolve(file, path)
+        }) else {
+            errors.push(format!("{file}: {target}: outside the repository"));
+            continue;
+        };
+        if !root.join(&resolved).exists() {
+            errors.push(format!("{file}: {target}: no file {resolved}"));
+            continue;
+        }
+        if let Some(anchor) = anchor {
+            let Some((_, text)) = DOCS.iter().find(|(f, _)| *f == resolved) else {
+                errors.push(format!(
+                    "{file}: {target}: an anchor into {resolved}, not a page of the docs"
+                ));
+                continue;
+            };
+            if !anchors(text).contains(anchor) {
+                errors.push(format!(
+                    "{file}: {target}: no section #{anchor} in {resolved}"
+                ));
+            }
+        }
+    }
+    errors
+}
+
 #[test]
-fn links_into_the_guide_find_their_section() {
-    let anchors: BTreeSet<String> = GUIDE
-        .lines()
-        .filter_map(|l| l.strip_prefix("## ").or(l.strip_prefix("### ")))
-        .map(slug)
+fn links_between_the_readme_and_the_docs_find_their_file_and_section() {
+    let into_the_guide = link_targets(README)
+        .into_iter()
+        .filter(|t| t.starts_with("docs/services-lab.md#"))
+        .count();
+    assert!(into_the_guide > 5, "the README links into the guide");
+    for (file, text) in DOCS {
+        let errors = broken_links(file, text);
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
+    }
+    // The README reaches every page of docs/, and the layout table in two steps.
+    let on_disk: BTreeSet<String> = std::fs::read_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .join("docs"),
+    )
+    .unwrap()
+    .map(|e| e.unwrap().file_name().into_string().unwrap())
+    .filter(|name| name.ends_with(".md"))
+    .map(|name| format!("docs/{name}"))
+    .collect();
+    let listed: BTreeSet<String> = DOCS[1..].iter().map(|(f, _)| f.to_string()).collect();
+    assert_eq!(
+        on_disk, listed,
+        "every page of docs/ is in DOCS, so it is checked"
+    );
+    let linked: BTreeSet<String> = link_targets(README)
+        .into_iter()
+        .filter_map(|t| t.split('#').next())
+        .map(str::to_owned)
         .collect();
-    let links: Vec<&str> = README
-        .split("docs/services-lab.md#")
-        .skip(1)
-        .map(|rest| rest.split(')').next().unwrap())
-        .collect();
-    assert!(links.len() > 5, "the README links into the guide");
-    for link in links {
+    for page in &listed {
+        assert!(linked.contains(page), "the README links to {page}");
+    }
+    assert!(
+        link_targets(README).contains(&"docs/development.md#layout")
+            && section(DEVELOPMENT, "Layout").is_some_and(|s| s.contains("| `kit/` |")),
+        "the README links to the layout table"
+    );
+}
+
+#[test]
+fn the_link_check_finds_missing_files_and_sections() {
+    let wrong = [
+        ("README.md", "[x](docs/services-lab.md#no-such-section)"),
+        ("README.md", "[x](docs/no-such-page.md)"),
+        ("README.md", "[x](#no-such-section)"),
+        ("docs/reference.md", "[x](docs/services-lab.md)"),
+        ("docs/reference.md", "[x](../README.md#no-such-section)"),
+        ("docs/reference.md", "[x](../../outside.md)"),
+    ];
+    for (file, link) in wrong {
         assert!(
-            anchors.contains(link),
-            "no section #{link} in docs/services-lab.md"
+            !broken_links(file, link).is_empty(),
+            "the check let this pass in {file}: {link}"
         );
+    }
+    let right = [
+        ("README.md", "[x](docs/services-lab.md#session-affinity)"),
+        ("docs/reference.md", "[x](services-lab.md#session-affinity)"),
+        ("docs/services-lab.md", "[x](../README.md#kiada-check)"),
+        ("docs/reference.md", "[x](#kiada-check)"),
+        ("docs/reference.md", "![x](images/page.png)"),
+    ];
+    for (file, link) in right {
+        let errors = broken_links(file, link);
+        assert!(errors.is_empty(), "{file}: {link}: {errors:?}");
     }
 }

@@ -3,7 +3,7 @@
 //! machine's platform and builds for the target's musl triple with the xx helpers; the target's
 //! stages only copy), `make images` and `make multiarch` use it, nothing asks for QEMU, and
 //! the workflows in `.github/workflows/` use only names, tags and paths that the Makefile, the
-//! Dockerfile, the manifests and the README use. actionlint checks the workflows' syntax
+//! Dockerfile, the manifests and the docs use. actionlint checks the workflows' syntax
 //! (scripts/check-manifests).
 
 use std::collections::BTreeSet;
@@ -334,15 +334,17 @@ fn uses(workflow: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The README's test command: the `scripts/test` line of its first code block.
+/// The README's test command: the `scripts/test` line of the first code block that has one.
 fn readme_test_command() -> String {
     let readme = read("README.md");
-    let block = readme.split("```sh\n").nth(1).expect("a first code block");
-    block
-        .lines()
+    readme
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .flat_map(str::lines)
         .find(|l| l.contains("scripts/test"))
         .map(|l| code(l).trim().to_owned())
-        .expect("the test command in the README's first code block")
+        .expect("the test command in a code block of the README")
 }
 
 fn dockerfile_arg(name: &str) -> String {
@@ -537,17 +539,21 @@ fn the_release_workflow_uses_the_makefile_dockerfile_and_manifest_names() {
 }
 
 #[test]
-fn the_readme_says_where_the_release_is_and_how_to_verify_it() {
-    let readme = read("README.md");
-    let section = readme
+fn the_docs_say_where_the_release_is_and_how_to_verify_it() {
+    let operations = read("docs/operations.md");
+    assert!(
+        read("README.md").contains("](docs/operations.md)"),
+        "the README links to docs/operations.md"
+    );
+    let section = operations
         .split("\n## ")
         .find(|s| s.starts_with("Releases\n"))
-        .expect("a README section '## Releases'");
+        .expect("a section '## Releases' in docs/operations.md");
     let registry = published_registry();
     for service in ["quote", "quiz", "kiada"] {
         assert!(
             section.contains(&format!("{registry}/{service}:{VERSION}")),
-            "the README names {registry}/{service}:{VERSION}"
+            "docs/operations.md names {registry}/{service}:{VERSION}"
         );
     }
     let identity = format!(
@@ -571,7 +577,7 @@ fn the_readme_says_where_the_release_is_and_how_to_verify_it() {
     ] {
         assert!(
             section.contains(&want),
-            "the README's release section: {want}"
+            "the release section of docs/operations.md: {want}"
         );
     }
 }

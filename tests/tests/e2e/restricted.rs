@@ -1068,8 +1068,8 @@ async fn quiz_on_postgres_runs_under_its_pods_restrictions() {
         return;
     };
     let mut pod = Pod::from_manifests("manifests/postgres", "quiz");
-    // The user and database the StatefulSet's server creates, and the Secret the README has the
-    // learner create. The test server trusts local connections but for this user, whose
+    // The user and database the StatefulSet's server creates, and the Secret docs/operations.md
+    // has the learner create. The test server trusts local connections but for this user, whose
     // password it checks (SCRAM), so quiz must have read it from the Secret's file.
     let url = pod
         .container
