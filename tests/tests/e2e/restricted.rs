@@ -200,7 +200,10 @@ impl Drop for Netns {
 /// The setup that runs as root inside the pod's namespaces before the service: a stage tmpfs,
 /// every writable mount made read-only (but /proc, /sys, /dev), the mount points the volumes need
 /// (an overlay over the nearest existing directory, as a container runtime has its image's
-/// root, made read-only again), the volumes, then the service through setpriv.
+/// root, made read-only again), the volumes, then the service through setpriv. The tmpfs
+/// volumes come last: the bind mounts' sources, the stage and the list of mounts live in the
+/// checkout's target directory, which a tmpfs on the pod's /tmp hides when the checkout is
+/// under /tmp.
 const SETUP: &str = r#"set -eu
 stage=$1 specs=$2
 shift 2
@@ -235,9 +238,9 @@ while IFS='	' read -r kind src dst opts; do
   fi
 done < "$specs"
 for parent in $overlays; do mount -o remount,bind,ro "$parent"; done
+tmpfs_volumes=$(grep '^tmpfs	' "$specs" || true)
 while IFS='	' read -r kind src dst opts; do
   case "$kind" in
-    tmpfs) mount -t tmpfs -o "$opts" kiada-volume "$dst" ;;
     bind|file)
       mount --bind "$src" "$dst"
       mount -o "remount,bind,$opts" "$dst"
@@ -245,6 +248,11 @@ while IFS='	' read -r kind src dst opts; do
   esac
 done < "$specs"
 mount -o remount,bind,ro "$stage"
+while IFS='	' read -r kind src dst opts; do
+  if [ "$kind" = tmpfs ]; then mount -t tmpfs -o "$opts" kiada-volume "$dst"; fi
+done <<TMPFS
+$tmpfs_volumes
+TMPFS
 cd /
 exec setpriv "$@"
 "#;
@@ -580,6 +588,15 @@ fn start(pod: &Pod, net: Netns) -> Running {
         command[0].clone(),
         "ro".into(),
     ));
+    // The tmpfs volumes are mounted last (SETUP says why), so none may hold another volume.
+    for (kind, _, dst, _) in specs.iter().filter(|s| s.0 != "tmpfs") {
+        for (_, _, tmpfs, _) in specs.iter().filter(|s| s.0 == "tmpfs") {
+            assert!(
+                !Path::new(dst).starts_with(tmpfs),
+                "the {kind} volume {dst} lies in the tmpfs volume {tmpfs}: not modelled"
+            );
+        }
+    }
     let spec_file = work.path().join("mounts");
     std::fs::write(
         &spec_file,
