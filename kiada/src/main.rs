@@ -106,7 +106,7 @@ enum Command {
     /// and print the report; exit status 0 when nothing failed, 1 when a claim failed
     Check {
         /// Claims or groups, comma-separated (names, variables, spread, headless, ready, vip,
-        /// affinity, local, nodeport, canary, experiments, policy; dns, traffic, policy, all)
+        /// affinity, local, nodeport, canary, experiments, policy; dns, traffic, network, all)
         #[arg(long, value_name = "CLAIMS")]
         only: Option<String>,
         /// Print the report as JSON

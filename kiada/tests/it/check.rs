@@ -164,12 +164,24 @@ async fn kiada_in(
     quote_service: &str,
     with_env: bool,
 ) -> (kit::Running, String, Suite) {
+    let port = with_env.then(|| c.service_port.to_string());
+    kiada_with(c, quote_service, port, &c.resolv_conf).await
+}
+
+/// kiada as [`kiada_in`] starts it, with `QUOTE_SERVICE_PORT` (and `QUOTE_SERVICE_HOST`) set
+/// when `service_port` is, and the given `resolv.conf`.
+async fn kiada_with(
+    c: &Cluster,
+    quote_service: &str,
+    service_port: Option<String>,
+    resolv_conf: &std::path::Path,
+) -> (kit::Running, String, Suite) {
     let s = healthy().await;
     let node_port = free_port();
     let quote_url = format!("http://{quote_service}:{}/quote", c.service_port);
     let mut config = config(&quote_url, &s.quiz.url);
     config.server.listen_port = node_port;
-    config.resolv_conf = c.resolv_conf.clone();
+    config.resolv_conf = resolv_conf.to_owned();
     let mut targets =
         kiada::labs::check::Targets::new(&quote_url, &format!("http://quiz:{}", c.service_port));
     targets.pod_port = c.pod_port;
@@ -177,9 +189,9 @@ async fn kiada_in(
     targets.namespace = NS.into();
     targets.node_name = "node-1".into();
     targets.node_ip = Some("127.0.0.1".parse().unwrap());
-    if with_env {
+    if let Some(port) = service_port {
         targets.service_host = Some("127.0.0.20".into());
-        targets.service_port_env = Some(c.service_port.to_string());
+        targets.service_port_env = Some(port);
     }
     config.check = Some(targets);
     let kiada = start(config).await;
@@ -338,6 +350,61 @@ async fn broken_services_fail_or_warn_with_the_cause_and_the_next_command() {
     );
     // An object that is not there is SKIP, never FAIL.
     assert_eq!(verdict(&r, "local"), "SKIP", "{}", row(&r, "local"));
+
+    // A variable whose port is not the one QUOTE_URL dials.
+    let other_port = c.service_port.wrapping_add(1).to_string();
+    let (_kiada, ported, _t) = kiada_with(&c, "quote", Some(other_port), &c.resolv_conf).await;
+    let r = report(&ported, "?only=variables").await;
+    let variables = row(&r, "variables");
+    assert_eq!(variables["verdict"], "FAIL", "{variables}");
+    assert!(
+        variables["cause"]
+            .as_str()
+            .unwrap()
+            .contains("QUOTE_SERVICE_PORT is not"),
+        "{variables}"
+    );
+
+    // A search list without svc.cluster.local: quote.lab is never tried as a Service's name.
+    let odd = c.resolv_conf.with_file_name("no-svc-resolv.conf");
+    std::fs::write(
+        &odd,
+        format!("search {NS}.svc.cluster.local cluster.local\nnameserver {DNS}\noptions ndots:5\n"),
+    )
+    .unwrap();
+    let (_kiada, odd_url, _t) = kiada_with(&c, "quote", None, &odd).await;
+    let r = report(&odd_url, "?only=names").await;
+    let names = row(&r, "names");
+    assert_eq!(names["verdict"], "FAIL", "{names}");
+    assert!(
+        names["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("quote.lab did not resolve"),
+        "{names}"
+    );
+    // The kubelet's search list with another ndots (a dnsConfig): the names resolve, with a
+    // warning that says what the kubelet writes.
+    let odd = c.resolv_conf.with_file_name("ndots-resolv.conf");
+    std::fs::write(
+        &odd,
+        format!(
+            "search {NS}.svc.cluster.local svc.cluster.local cluster.local\n\
+             nameserver {DNS}\noptions ndots:2\n"
+        ),
+    )
+    .unwrap();
+    let (_kiada, odd_url, _t) = kiada_with(&c, "quote", None, &odd).await;
+    let r = report(&odd_url, "?only=names").await;
+    let names = row(&r, "names");
+    assert_eq!(names["verdict"], "WARN", "{names}");
+    assert!(
+        names["cause"]
+            .as_str()
+            .unwrap()
+            .contains("search lab.svc.cluster.local svc.cluster.local cluster.local first"),
+        "{names}"
+    );
 
     // Names that do not resolve.
     let (_kiada, nowhere, _t) = kiada_in(&c, "nowhere", false).await;

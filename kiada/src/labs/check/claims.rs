@@ -108,6 +108,12 @@ impl Run<'_> {
         Instant::now() >= self.deadline
     }
 
+    /// What `step` gives if it ends before the run's deadline; nothing if the deadline comes
+    /// first, so no step, however slow its answers, takes the run past its time limit.
+    async fn within<T>(&self, step: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::time::timeout_at(self.deadline, step).await.ok()
+    }
+
     pub async fn rows(&self) -> Vec<Row> {
         let mut seen = Seen::default();
         let mut rows = Vec::new();
@@ -117,17 +123,25 @@ impl Run<'_> {
         let needs_pods = NEEDS_PODS.iter().any(|id| self.wants(id));
         let quote = self.targets.quote.clone();
         if needs_vip && let Some(q) = &quote {
-            seen.vip = Some(probe::resolve(q, &self.conf, self.nameserver).await);
+            seen.vip = self
+                .within(probe::resolve(q, &self.conf, self.nameserver))
+                .await;
         }
         if needs_pods && let Some(name) = self.targets.quote_as("-headless") {
-            let headless = probe::resolve(&name, &self.conf, self.nameserver).await;
+            let headless = self
+                .within(probe::resolve(&name, &self.conf, self.nameserver))
+                .await
+                .unwrap_or_default();
             for ip in headless.addresses.iter().take(MAX_PODS) {
                 if self.out_of_time() {
                     break;
                 }
                 let client = probe::client(false, None);
                 let url = format!("{}/", probe::origin(&ip.to_string(), self.targets.pod_port));
-                seen.direct.push((*ip, probe::get(&client, &url).await));
+                let Some(answer) = self.within(probe::get(&client, &url)).await else {
+                    break;
+                };
+                seen.direct.push((*ip, answer));
             }
             seen.headless = Some(headless);
         }
@@ -147,14 +161,20 @@ impl Run<'_> {
                     break;
                 }
                 let client = probe::client(false, Some((q, addr)));
-                seen.new.push(probe::get(&client, &url).await);
+                let Some(answer) = self.within(probe::get(&client, &url)).await else {
+                    break;
+                };
+                seen.new.push(answer);
             }
             let kept = probe::client(true, Some((q, addr)));
             for _ in 0..KEPT_CALLS {
                 if self.out_of_time() {
                     break;
                 }
-                seen.kept.push(probe::get(&kept, &url).await);
+                let Some(answer) = self.within(probe::get(&kept, &url)).await else {
+                    break;
+                };
+                seen.kept.push(answer);
             }
         }
         for id in IDS {
@@ -171,20 +191,31 @@ impl Run<'_> {
                 ));
                 continue;
             }
-            let row = match id {
-                "names" => self.names(&seen).await,
-                "variables" => self.variables(&seen),
-                "spread" => self.spread(&seen),
-                "headless" => self.headless(&seen),
-                "ready" => self.ready(&seen),
-                "vip" => self.vip(&seen).await,
-                "affinity" => self.affinity().await,
-                "local" => self.local(&seen).await,
-                "nodeport" => self.nodeport().await,
-                "canary" => self.canary(&seen),
-                "experiments" => self.experiments(&seen).await,
-                _ => self.policy(&seen).await,
+            let row = async {
+                match id {
+                    "names" => self.names(&seen).await,
+                    "variables" => self.variables(&seen),
+                    "spread" => self.spread(&seen),
+                    "headless" => self.headless(&seen),
+                    "ready" => self.ready(&seen),
+                    "vip" => self.vip(&seen).await,
+                    "affinity" => self.affinity().await,
+                    "local" => self.local(&seen).await,
+                    "nodeport" => self.nodeport().await,
+                    "canary" => self.canary(&seen),
+                    "experiments" => self.experiments(&seen).await,
+                    _ => self.policy(&seen).await,
+                }
             };
+            let row = self.within(row).await.unwrap_or_else(|| {
+                Row::new(
+                    id,
+                    claim(id),
+                    "stopped: the check's time limit was reached while this claim ran".into(),
+                    "-".into(),
+                    Verdict::Skip,
+                )
+            });
             rows.push(row);
         }
         rows
@@ -247,15 +278,18 @@ impl Run<'_> {
                 ),
             );
         }
-        let own = format!(
-            "{}.svc.{}",
-            self.targets.namespace, self.targets.cluster_domain
-        );
-        if !self.conf.search.contains(&own) || self.conf.ndots != 5 {
+        let domain = &self.targets.cluster_domain;
+        let kubelet = [
+            format!("{}.svc.{domain}", self.targets.namespace),
+            format!("svc.{domain}"),
+            domain.clone(),
+        ];
+        if !self.conf.search.starts_with(&kubelet) || self.conf.ndots != 5 {
             return row(Verdict::Warn).because(
                 format!(
-                    "resolv.conf is not what the kubelet writes by default (search {own} first, \
-                     ndots 5): a dnsConfig or dnsPolicy changed it"
+                    "resolv.conf is not what the kubelet writes by default (search {} first, \
+                     ndots 5): a dnsConfig or dnsPolicy changed it",
+                    kubelet.join(" ")
                 ),
                 format!("kubectl get deploy kiada -n {} -o jsonpath='{{.spec.template.spec.dnsConfig}}'", self.targets.namespace),
             );
@@ -297,6 +331,23 @@ impl Run<'_> {
             .zip(seen.vip.as_ref())
             .is_some_and(|(ip, vip)| vip.addresses.contains(&ip));
         let row = Row::new("variables", claim("variables"), did, saw, Verdict::Pass);
+        let service_port = self.targets.service_port.to_string();
+        if agrees && port.as_deref() != Some(service_port.as_str()) {
+            return Row {
+                verdict: Verdict::Fail,
+                ..row
+            }
+            .because(
+                format!(
+                    "{prefix}_SERVICE_PORT is not {service_port}, the port QUOTE_URL dials: the \
+                     Service's first port is another one, or QUOTE_URL names the wrong port"
+                ),
+                format!(
+                    "kubectl get svc {q} -n {} -o jsonpath='{{.spec.ports}}'",
+                    self.targets.namespace
+                ),
+            );
+        }
         if agrees {
             row
         } else {
@@ -983,4 +1034,38 @@ pub fn claim(id: &str) -> &'static str {
 /// The deadline of a run that starts now and may take `limit`.
 pub fn deadline(limit: Duration) -> Instant {
     Instant::now() + limit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A nameserver that never answers holds each lookup for its 2 s step limit and the DNS
+    /// walk for 6 s; the run's deadline cuts every step short, so a run ends at its limit and
+    /// the claims it did not reach are SKIP.
+    #[tokio::test]
+    async fn a_run_ends_at_its_deadline_however_slow_its_steps() {
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let targets = Targets::new("http://quote/quote", "http://quiz");
+        let run = Run {
+            targets: &targets,
+            conf: ResolvConf::parse(
+                "search kiada.svc.cluster.local svc.cluster.local cluster.local\n\
+                 nameserver 127.0.0.1\noptions ndots:5\n",
+            ),
+            nameserver: Some(silent.local_addr().unwrap()),
+            deadline: deadline(Duration::from_millis(300)),
+            only: BTreeSet::new(),
+        };
+        let started = Instant::now();
+        let rows = run.rows().await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1500), "took {took:?}");
+        assert_eq!(rows.len(), IDS.len());
+        assert!(
+            rows.iter().all(|r| r.verdict == Verdict::Skip),
+            "{:?}",
+            rows.iter().map(|r| (&r.id, &r.verdict)).collect::<Vec<_>>()
+        );
+    }
 }

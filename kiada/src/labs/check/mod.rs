@@ -37,14 +37,14 @@ use crate::view::html;
 /// The whole run's time limit: past it, the claims left are SKIP.
 pub const TIME_LIMIT: Duration = Duration::from_secs(20);
 
-/// Names for several claims at once in `only`.
+/// Names for several claims at once in `only`. No group is named like a claim.
 const GROUPS: [(&str, &[&str]); 4] = [
     ("dns", &["names", "variables", "headless", "experiments"]),
     (
         "traffic",
         &["spread", "ready", "canary", "affinity", "local", "nodeport"],
     ),
-    ("policy", &["vip", "policy"]),
+    ("network", &["vip", "policy"]),
     ("all", &IDS),
 ];
 
@@ -54,8 +54,20 @@ pub struct CheckQuery {
     only: Option<String>,
 }
 
-/// The claims `only` names, or why it names none.
-pub fn select(only: Option<&str>) -> Result<BTreeSet<&'static str>, String> {
+/// A word in `only` that names neither a claim nor a group.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "'{word}' is no claim: choose from {claims} or the groups {groups}",
+    claims = IDS.join(", "),
+    groups = GROUPS.map(|(g, _)| g).join(", ")
+)]
+pub struct UnknownClaim {
+    /// The word, on one line and at most 40 characters.
+    word: String,
+}
+
+/// The claims `only` names (all when it names none).
+pub fn select(only: Option<&str>) -> Result<BTreeSet<&'static str>, UnknownClaim> {
     let mut chosen = BTreeSet::new();
     for word in only
         .unwrap_or("")
@@ -68,12 +80,10 @@ pub fn select(only: Option<&str>) -> Result<BTreeSet<&'static str>, String> {
         } else if let Some((_, ids)) = GROUPS.iter().find(|(g, _)| *g == word) {
             chosen.extend(ids.iter().copied());
         } else {
-            return Err(format!(
-                "'{}' is no claim: choose from {} or the groups {}",
-                crate::terminal::one_line(&word.chars().take(40).collect::<String>()),
-                IDS.join(", "),
-                GROUPS.map(|(g, _)| g).join(", ")
-            ));
+            return Err(UnknownClaim {
+                word: crate::terminal::one_line(&word.chars().take(40).collect::<String>())
+                    .into_owned(),
+            });
         }
     }
     Ok(chosen)
@@ -111,4 +121,32 @@ pub async fn check(
         Some("text/html") => html(StatusCode::OK, report.html(id.release.as_deref())?),
         _ => ([(CONTENT_TYPE, "text/plain; charset=utf-8")], report.text()).into_response(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_takes_claims_and_groups_and_no_group_hides_a_claim() {
+        for (group, _) in GROUPS {
+            assert!(!IDS.contains(&group), "the group {group} hides its claim");
+        }
+        let policy = select(Some("policy")).unwrap();
+        assert_eq!(policy.into_iter().collect::<Vec<_>>(), ["policy"]);
+        let network = select(Some("network, names")).unwrap();
+        assert_eq!(
+            network.into_iter().collect::<Vec<_>>(),
+            ["names", "policy", "vip"]
+        );
+        assert_eq!(select(Some("all")).unwrap().len(), IDS.len());
+        assert!(select(None).unwrap().is_empty());
+        let err = select(Some("names,tele\npathy")).unwrap_err().to_string();
+        assert!(err.starts_with("'tele"), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        assert!(
+            err.contains("the groups dns, traffic, network, all"),
+            "{err}"
+        );
+    }
 }
