@@ -143,9 +143,9 @@ async fn sample(state: &LabState, service: Backend, n: usize, mode: Mode) -> Spr
                 result.url = format!("{name}: {} pod addresses", urls.len());
                 urls
             }
-            Err(message) => {
+            Err(why) => {
                 result.failed = n;
-                result.last_error = Some(message);
+                result.last_error = Some(why.to_string());
                 return result;
             }
         },
@@ -176,21 +176,19 @@ async fn sample(state: &LabState, service: Backend, n: usize, mode: Mode) -> Spr
 /// The headless Service beside the configured one (`quote` → `quote-headless`, as the
 /// manifests name it) and a URL per pod address it resolves to: the pods' own port, the
 /// configured path. Only that name is ever resolved, and only its addresses called.
-async fn headless_urls(state: &LabState, url: &str) -> Result<(String, Vec<String>), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+async fn headless_urls(state: &LabState, url: &str) -> Result<(String, Vec<String>), NoPods> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| NoPods::Url(e.to_string()))?;
     let Some(host) = parsed.domain() else {
-        return Err(
-            "the backend URL holds an address, so there is no headless name to resolve".into(),
-        );
+        return Err(NoPods::Address);
     };
     let name = format!("{host}-headless");
     let addrs = state
         .backends
         .resolve_all(&name)
         .await
-        .map_err(|e| e.message)?;
+        .map_err(|e| NoPods::Lookup(e.message))?;
     if addrs.is_empty() {
-        return Err(format!("{name} has no address: no ready pod"));
+        return Err(NoPods::Empty(name));
     }
     let urls = addrs
         .into_iter()
@@ -208,6 +206,19 @@ async fn headless_urls(state: &LabState, url: &str) -> Result<(String, Vec<Strin
         })
         .collect();
     Ok((name, urls))
+}
+
+/// Why a client-side balanced run has no pod addresses to call.
+#[derive(Debug, thiserror::Error)]
+enum NoPods {
+    #[error("the backend URL does not parse: {0}")]
+    Url(String),
+    #[error("the backend URL holds an address, so there is no headless name to resolve")]
+    Address,
+    #[error("{0}")]
+    Lookup(String),
+    #[error("{0} has no address: no ready pod")]
+    Empty(String),
 }
 
 fn bad(message: String) -> Error {

@@ -86,19 +86,20 @@ async fn relay(
         }
         .into_response(),
         Ok(r) => match promised(service, r.content_type.as_ref()) {
-            Ok(ct) => {
+            Some(ct) => {
                 let mut response = (r.status, r.body).into_response();
                 response
                     .headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
                 response
             }
-            Err(said) => Error::Proxy {
+            None => Error::Proxy {
                 service,
                 error: BackendError {
                     kind: FailureKind::InvalidResponse,
                     message: format!(
-                        "it answered {said}, not what /proxy/{} relays ({})",
+                        "it answered {}, not what /proxy/{} relays ({})",
+                        said(r.content_type.as_ref()),
                         service.name(),
                         allowed(service).join(" or ")
                     ),
@@ -125,8 +126,8 @@ fn allowed(service: Backend) -> &'static [&'static str] {
 }
 
 /// The content type the relayed answer carries (the route's own, never the backend's words),
-/// or what the backend said instead.
-fn promised(service: Backend, said: Option<&HeaderValue>) -> Result<&'static str, String> {
+/// if the backend's is one the route promises.
+fn promised(service: Backend, said: Option<&HeaderValue>) -> Option<&'static str> {
     let said = said.and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = said.split(';').next().unwrap_or("").trim();
     allowed(service)
@@ -136,10 +137,14 @@ fn promised(service: Backend, said: Option<&HeaderValue>) -> Result<&'static str
             essence.eq_ignore_ascii_case(own)
         })
         .copied()
-        .ok_or_else(|| match said {
-            "" => "no Content-Type".to_owned(),
-            said => format!("Content-Type {}", crate::terminal::one_line(said)),
-        })
+}
+
+/// What the backend said its answer was, on one line.
+fn said(content_type: Option<&HeaderValue>) -> String {
+    match content_type.and_then(|v| v.to_str().ok()).unwrap_or("") {
+        "" => "no Content-Type".to_owned(),
+        said => format!("Content-Type {}", crate::terminal::one_line(said)),
+    }
 }
 
 fn reply_pod(pod: &Option<String>, ip: &Option<String>) -> [(HeaderName, Option<String>); 2] {
