@@ -39,8 +39,10 @@ images:
 push: images
 	$(foreach s,$(SERVICES),docker push $(REGISTRY)/$(s):$(VERSION) &&) true
 
-# One builder stage per platform, each compiling natively for the other (no QEMU); the digest of
-# each pushed image lands in target/images/<service>.json (the release workflow signs it).
+# The builder stages run on the build machine's own platform and cross-compile for each target
+# platform's musl triple with the xx helpers; only the runtime stages are per platform, and they
+# only copy (no QEMU). The digest of each pushed image lands in target/images/<service>.json (the
+# release workflow signs it).
 multiarch:
 	mkdir -p target/images
 	$(foreach s,$(SERVICES),docker buildx build --platform $(PLATFORMS) -f Dockerfiles/Dockerfile --target $(s) $(ATTESTATIONS) --metadata-file target/images/$(s).json -t $(REGISTRY)/$(s):$(VERSION) --push . &&) true
