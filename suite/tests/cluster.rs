@@ -351,3 +351,84 @@ async fn reset_empties_the_quiz_answers_and_only_then() {
     answered(&suite).await;
     assert_eq!(recorded(&suite).await, 1);
 }
+
+/// `--quiz-replicas` and `--kiada-replicas`: each replica its own pod behind its Service's
+/// balancer, as the manifests run them. New connections to kiada's port reach both kiada pods
+/// (a browser that reconnects sees another kiada pod); answers through quiz's reach both quiz
+/// pods and land in the one database, as replicas of one Deployment share one store.
+#[tokio::test]
+async fn quiz_and_kiada_replicas_answer_behind_their_services() {
+    let data = tempfile::tempdir().unwrap();
+    let suite = Suite::start(
+        data.path(),
+        &["--quiz-replicas", "2", "--kiada-replicas", "2"],
+    );
+    let pods = suite.pods().await;
+    let mut by_service: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pod in pods["pods"].as_array().unwrap() {
+        assert_eq!(pod["state"], "ready", "{pod}");
+        by_service
+            .entry(pod["service"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(pod["name"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(by_service["kiada"], ["kiada-1", "kiada-2"], "{pods}");
+    assert_eq!(by_service["quiz"], ["quiz-1", "quiz-2"], "{pods}");
+    assert_eq!(by_service["quote"].len(), 3, "{pods}");
+
+    // A new connection per request, as a reconnecting browser: the kiada Service picks a pod
+    // each time, and the page names the pod that served it.
+    let mut kiada_pods = BTreeMap::<String, u32>::new();
+    for _ in 0..40 {
+        let page = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+            .get(format!("{}/api", suite.kiada))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        let pod = page.headers()["x-pod-name"].to_str().unwrap().to_owned();
+        *kiada_pods.entry(pod).or_default() += 1;
+    }
+    let answered: Vec<&String> = kiada_pods.keys().collect();
+    assert_eq!(answered, ["kiada-1", "kiada-2"], "{kiada_pods:?}");
+
+    let quiz_port = suite.port("quiz").await;
+    let mut quiz_pods = BTreeMap::<String, u32>::new();
+    for _ in 0..40 {
+        let res = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+            .post(format!("http://127.0.0.1:{quiz_port}/questions/1/answers"))
+            .json(&serde_json::json!({"questionId": 1, "answerIndex": 0}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let pod = res.headers()["x-pod-name"].to_str().unwrap().to_owned();
+        *quiz_pods.entry(pod).or_default() += 1;
+    }
+    let answered: Vec<&String> = quiz_pods.keys().collect();
+    assert_eq!(answered, ["quiz-1", "quiz-2"], "{quiz_pods:?}");
+    // Every answer acknowledged is in the one database, whichever pod is asked.
+    let mut asked = BTreeMap::<String, u32>::new();
+    for _ in 0..20 {
+        let res = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+            .get(format!("http://127.0.0.1:{quiz_port}/stats"))
+            .send()
+            .await
+            .unwrap();
+        let pod = res.headers()["x-pod-name"].to_str().unwrap().to_owned();
+        let stats: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(stats["answerCount"], 40, "{pod}: {stats}");
+        *asked.entry(pod).or_default() += 1;
+    }
+    assert_eq!(asked.len(), 2, "both quiz pods asked: {asked:?}");
+}

@@ -1,12 +1,13 @@
 // Walks the Kiada HTML page in Debian's headless Chromium, as a person would:
 //   node browser.mjs <kiada base URL> <screenshot directory> <kiada URL whose quiz is down>
+//                    <the local suite's kiada URL>
 // Exits non-zero, saying why, when anything is off.
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 
-const [base, shots, broken] = process.argv.slice(2);
-assert.ok(base && shots && broken,
-  "usage: node browser.mjs <kiada URL> <screenshot directory> <kiada URL whose quiz is down>");
+const [base, shots, broken, suite] = process.argv.slice(2);
+assert.ok(base && shots && broken && suite,
+  "usage: node browser.mjs <kiada URL> <screenshot directory> <kiada URL whose quiz is down> <suite's kiada URL>");
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
@@ -146,6 +147,11 @@ async function labs() {
   assert.equal(await page.locator("#spread-path g[data-role=pod]").count(), rows,
     "the path names every pod the chart shows");
   await page.screenshot({ path: `${shots}/lab-spread.png`, fullPage: true });
+  // The HTTP/2 run, linked as text: every call a stream on one connection, so one pod.
+  const h2 = await page.request.get(new URL(await page.getAttribute("#spread-h2", "href"), page.url()).href);
+  const h2Text = await h2.text();
+  assert.match(h2Text, /as HTTP\/2 streams over one\s+connection/, h2Text);
+  assert.match(h2Text, /^1 pod\(s\) answered; 0 call\(s\) failed\.$/m, h2Text);
 
   // The watch, drawn live from its events.
   await page.fill("#watch-form input[name=interval_ms]", "100");
@@ -182,11 +188,63 @@ async function labs() {
   await context.close();
 }
 
+// The local suite's pods section on /lab: every pod the suite runs, as /lab/pods lists them;
+// Delete stops one and its Deployment starts another; a rollout replaces quote's pods.
+async function pods() {
+  const page = await browser.newPage();
+  const problems = watch(page);
+  const listed = async () =>
+    (await (await page.request.get(`${suite}/lab/pods`, { headers: { accept: "application/json" } })).json()).pods;
+  const shown = async () => page.$$eval("#pods-table tbody tr", (rows) => rows.map((r) => ({
+    name: r.dataset.pod,
+    cells: [...r.querySelectorAll("td")].map((td) => td.textContent),
+  })));
+  await page.goto(`${suite}/lab`);
+  await page.waitForFunction(() => document.querySelectorAll("#pods-table tbody tr").length >= 5);
+  const before = await listed();
+  const rows = await shown();
+  assert.deepEqual(rows.map((r) => r.name).sort(), before.map((p) => p.name).sort(),
+    "a row per pod of /lab/pods");
+  for (const name of ["quote-1", "quote-2", "quote-3"]) {
+    const row = rows.find((r) => r.name === name);
+    assert.ok(row, `${name} is listed`);
+    assert.equal(row.cells[1], "quote", `${name}'s Service`);
+    assert.equal(row.cells[2], "ready", `${name} is ready`);
+    assert.equal(row.cells[3], "yes", `${name} gets new connections`);
+    assert.match(row.cells[4], /^http:\/\/127\.0\.0\.1:\d+$/, `${name}'s admin address`);
+  }
+  assert.ok(rows.some((r) => r.cells[1] === "quiz"), "quiz's pod is listed");
+  assert.ok(rows.some((r) => r.cells[1] === "kiada"), "kiada's pod is listed");
+
+  // Delete: the pod drains and its Deployment starts another in its place.
+  await page.click('#pods-table tr[data-pod="quote-1"] button');
+  await page.waitForFunction(() => /quote-1 deleted/.test(document.querySelector("#pods-status").textContent));
+  await page.waitForSelector('#pods-table tr[data-pod="quote-4"]', { timeout: 15000 });
+  await page.waitForSelector('#pods-table tr[data-pod="quote-1"]', { state: "detached", timeout: 15000 });
+  assert.ok((await listed()).some((p) => p.name === "quote-4"), "/lab/pods agrees: quote-4 runs");
+
+  // A rollout from the page: quote's pods replaced one by one by new ones.
+  await page.click('button[data-rollout="quote"]');
+  await page.waitForFunction(() => /Rolling out quote/.test(document.querySelector("#pods-status").textContent));
+  await page.screenshot({ path: `${shots}/lab-pods.png`, fullPage: true });
+  await page.waitForFunction(() => {
+    const names = [...document.querySelectorAll("#pods-table tbody tr")].map((r) => r.dataset.pod);
+    return ["quote-2", "quote-3", "quote-4"].every((old) => !names.includes(old))
+      && names.filter((n) => /^quote-\d+$/.test(n)).length === 3;
+  }, null, { timeout: 45000 });
+  const after = (await listed()).filter((p) => p.service === "quote");
+  assert.equal(after.length, 3, "three quote pods after the rollout");
+  assert.ok(after.every((p) => p.state === "ready"), "every new pod is ready");
+  assert.deepEqual(problems, [], "no console errors on the suite's lab page (CSP included)");
+  await page.close();
+}
+
 try {
   await withJavaScript();
   await withoutJavaScript();
   await path();
   await labs();
+  await pods();
   console.log("browser test passed");
 } finally {
   await browser.close();

@@ -78,3 +78,70 @@ async fn a_certificate_without_its_key_stops_the_start() {
         .to_string();
     assert!(err.contains("tls.key") && err.contains("missing"), "{err}");
 }
+
+/// A client that stops reading holds nothing for long over TLS either: HTTP/2 over the HTTPS
+/// port (ALPN h2) with no receive window gets its response heads, never a body, and every
+/// stream is reset within the stalled-response limit (10 s); `h2load -w 0` over TLS in small.
+#[tokio::test]
+async fn over_https_http2_responses_nobody_takes_are_reset() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    const LIMIT: Duration = Duration::from_secs(10);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config("http://127.0.0.1:1/quote", "http://127.0.0.1:1");
+    config.tls = Some(TlsConfig {
+        port: 0,
+        cert: dir.path().join("tls.crt"),
+        key: dir.path().join("tls.key"),
+    });
+    let kiada = start(config).await;
+    let port = kiada.tls_addr.expect("an HTTPS listener").port();
+    let mut tls = client_config(None);
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let started = Instant::now();
+    let mut held = Vec::new();
+    let mut connections = Vec::new();
+    for _ in 0..4 {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let stream = connector.connect(name, tcp).await.unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut send, conn) = h2::client::Builder::new()
+            .initial_window_size(0)
+            .handshake::<_, axum::body::Bytes>(stream)
+            .await
+            .unwrap();
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        for _ in 0..32 {
+            send = send.ready().await.unwrap();
+            let request =
+                axum::http::Request::get(format!("https://localhost:{port}/static/style.css"))
+                    .body(())
+                    .unwrap();
+            let (response, _) = send.send_request(request, true).unwrap();
+            held.push(response.await.unwrap());
+        }
+        connections.push((send, conn));
+    }
+    for response in held {
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let data = tokio::time::timeout(LIMIT + Duration::from_secs(10), body.data())
+            .await
+            .expect("the stream is reset, not left waiting");
+        let err = data.expect("a reset, not an end").unwrap_err();
+        assert_eq!(err.reason(), Some(h2::Reason::CANCEL), "{err}");
+    }
+    let after = started.elapsed();
+    assert!(
+        after >= LIMIT - Duration::from_secs(1),
+        "reset after {after:?}"
+    );
+    drop(connections);
+}

@@ -1,6 +1,7 @@
 //! The HTML page in a real headless Chromium (Debian's), driven by `browser/browser.mjs` with
 //! playwright-core: answering in place with JavaScript, and through the form without it; the
-//! lab page's spread bars and live watch timeline over three quote pods behind a balancer.
+//! lab page's spread bars and live watch timeline over three quote pods behind a balancer; the
+//! local suite's pods section, deleting a pod and rolling out quote from the page.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,10 +85,15 @@ async fn a_person_answers_questions_in_the_browser() {
             &format!("http://127.0.0.1:{closed}"),
         ],
     );
+    // The local suite, for the pods section its /lab has (a short shutdown delay: a deleted
+    // pod leaves soon).
+    let suite_data = tempfile::tempdir().unwrap();
+    let (_suite, suite_url) = suite(suite_data.path());
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser");
     std::fs::create_dir_all(&shots).unwrap();
 
     let (kiada_url, broken_url) = (kiada.url(), broken.url());
+    let suite_arg = suite_url.clone();
     let (script, shots_arg) = (script_dir.join("browser.mjs"), shots.clone());
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
@@ -95,6 +101,7 @@ async fn a_person_answers_questions_in_the_browser() {
             .arg(kiada_url)
             .arg(shots_arg)
             .arg(broken_url)
+            .arg(suite_arg)
             .output()
     })
     .await
@@ -115,7 +122,50 @@ async fn a_person_answers_questions_in_the_browser() {
         "lab-watch.png",
         "path.png",
         "path-failed.png",
+        "lab-pods.png",
     ] {
         assert!(shots.join(shot).exists(), "no screenshot {shot}");
+    }
+}
+
+/// The suite binary on free ports, HTTP only, in `data`; killed when the guard drops. Returns
+/// kiada's URL, read from the banner.
+fn suite(data: &Path) -> (Killed, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(e2e::binary("suite"))
+        .args(["--kiada-port", "0", "--quote-port", "0", "--quiz-port", "0"])
+        .args([
+            "--admin-ports-from",
+            "0",
+            "--no-tls",
+            "--shutdown-delay",
+            "0.5",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("the suite binary runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port = loop {
+        let line = lines.next().expect("the suite printed its banner").unwrap();
+        if let Some(rest) = line.trim_start().strip_prefix("kiada  http://localhost:") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep reading, so that the suite never blocks on a full pipe.
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    (Killed(child), format!("http://127.0.0.1:{port}"))
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
     }
 }

@@ -86,10 +86,6 @@ const NEEDS_A_CLUSTER: &[(&str, &str)] = &[
          kiada/tests/it/check.rs runs it against stand-ins",
     ),
     (
-        "-- kiada",
-        "the start of `kiada check` broken over two lines of the README; see `kiada check`",
-    ),
-    (
         "quote-dual/",
         "needs a dual-stack cluster (kind/cluster-dual-stack.yaml): IPv4 and IPv6 ClusterIPs \
          and pod addresses",
@@ -1699,6 +1695,29 @@ fn page_hints_have_no_in_pod_command(errors: &mut Vec<String>) {
     }
 }
 
+/// The in-pod commands `kiada check` names as the next one to run (its `next:` lines), with the
+/// namespace the manifests use: each is a format string in the claims' source.
+fn check_hints() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let file = "kiada/src/labs/check/claims.rs";
+    let text = std::fs::read_to_string(root.join(file)).unwrap();
+    let hints: Vec<(String, String)> = text
+        .match_indices("\"kubectl exec ")
+        .map(|(at, _)| {
+            let rest = &text[at + 1..];
+            let end = rest.find('"').expect("the format string ends");
+            let command = rest[..end].replace("{}", "kiada").replace("{ns}", "kiada");
+            assert!(
+                !command.contains('{'),
+                "{file}: {command}: a placeholder this test does not fill"
+            );
+            (format!("{file} (a next: line)"), command)
+        })
+        .collect();
+    assert!(!hints.is_empty(), "{file} names no in-pod command any more");
+    hints
+}
+
 /// Runs a command that no text block follows: it must exit 0 unless it fails on purpose.
 fn run_one(lab: &mut Lab, report: &mut Report, place: &str, command: &str) {
     let outcome = lab.run_line(command);
@@ -1742,6 +1761,10 @@ fn every_in_pod_command_runs_with_the_pods_tools_and_prints_what_the_text_shows(
     }
     page_hints_have_no_in_pod_command(&mut errors);
     report.errors.extend(errors);
+    lab.reset();
+    for (place, command) in check_hints() {
+        run_one(&mut lab, &mut report, &place, &command);
+    }
 
     // kube-proxy in nftables mode: a ClusterIP rejects what it does not serve. busybox's ping
     // reports only echo replies, so it prints the same loss; curl fails at once.

@@ -617,3 +617,60 @@ pub(crate) fn image_config(target: &str) -> (Vec<(String, String)>, Vec<String>)
     }
     (env, entrypoint)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The release build.
+
+/// The profile a release build uses unwinds on panic: a panic in one request's task then ends
+/// that connection only, where `panic = "abort"` ends the process and every request with it
+/// (a backend's 65,536-byte pod name once did that to kiada). The tests run debug builds, which
+/// unwind anyway, so this is where going back to abort is caught: in the workspace's release
+/// profile, or in any build flag the Dockerfile, the Makefile or the workflows pass.
+#[test]
+fn release_builds_unwind_on_panic() {
+    let cargo = read("Cargo.toml");
+    let mut section = String::new();
+    let mut release_panic = None;
+    for line in cargo.lines().map(code) {
+        let t = line.trim();
+        if t.starts_with('[') {
+            section = t.to_owned();
+        } else if let Some((key, value)) = t.split_once('=') {
+            let (key, value) = (key.trim(), value.trim().trim_matches('"'));
+            if key == "panic" {
+                assert_ne!(value, "abort", "{section} sets panic = \"abort\"");
+                if section == "[profile.release]" {
+                    release_panic = Some(value.to_owned());
+                }
+            }
+        }
+    }
+    assert_eq!(
+        release_panic.as_deref(),
+        Some("unwind"),
+        "[profile.release] says panic = \"unwind\", so that no one turns abort back on unseen"
+    );
+    let mut files = vec![
+        "Dockerfiles/Dockerfile".to_owned(),
+        "Makefile".to_owned(),
+        "scripts/test".to_owned(),
+    ];
+    for entry in std::fs::read_dir(root().join(".github/workflows")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        files.push(format!(".github/workflows/{name}"));
+    }
+    for file in &files {
+        let text = read(file);
+        for bad in [
+            "panic=abort",
+            "panic = \"abort\"",
+            "CARGO_PROFILE_RELEASE_PANIC",
+        ] {
+            assert!(!text.contains(bad), "{file} asks for {bad}");
+        }
+    }
+    assert!(
+        !root().join(".cargo/config.toml").exists() && !root().join(".cargo/config").exists(),
+        "a .cargo/config could set rustflags behind the profile's back: check it here"
+    );
+}
