@@ -328,6 +328,8 @@ fn run_load(
         quiz_port,
         "/healthz/ready",
     );
+    // Round robin (IPVS's default), not the suite's random choice (iptables mode's): kiada's
+    // pooled connections then land evenly on the three quotes in every run, so runs compare.
     let balancer = balancer::Balancer::start(
         0,
         quotes
@@ -419,7 +421,7 @@ fn run_load(
         .collect();
     run(
         report,
-        "kiada GET /text, 3 quotes behind the balancer",
+        "kiada GET /text, 3 quotes behind the balancer (round robin)",
         format!("{}/text", kiada3.url()),
         None,
         &three,
