@@ -182,6 +182,9 @@ async fn kiada_with(
     let mut config = config(&quote_url, &s.quiz.url);
     config.server.listen_port = node_port;
     config.resolv_conf = resolv_conf.to_owned();
+    // The pod's own identity agrees with what the check is told of its place.
+    config.identity.pod_namespace = NS.into();
+    config.identity.node_name = "node-1".into();
     let mut targets =
         kiada::labs::check::Targets::new(&quote_url, &format!("http://quiz:{}", c.service_port));
     targets.pod_port = c.pod_port;
