@@ -170,8 +170,11 @@ impl Sink {
                 (!lines.is_empty()).then_some((waiting.first, lines))
             })
             .collect();
-        // A thread that has ended holds its buffer no more; emptied, it goes.
-        buffers.retain(|buffer| Arc::strong_count(buffer) > 1);
+        // A thread that has ended holds its buffer no more; emptied, it goes. Its last lines
+        // may have come after they were taken above, just before it ended: with no other
+        // handle left nothing can add to them, so a buffer that still holds lines stays for
+        // the next flush (which their line's wake-up brings).
+        buffers.retain(|buffer| Arc::strong_count(buffer) > 1 || !lock(buffer).lines.is_empty());
         drop(buffers);
         taken.sort_unstable_by_key(|(first, _)| *first);
         for (_, lines) in &taken {
@@ -331,6 +334,49 @@ mod tests {
         sink.append(&main, |b| b.extend_from_slice(b"stopped\n"));
         sink.flush();
         assert_eq!(out.text(), "request 2\nrequest 1\nrequest 0\nstopped\n");
+    }
+
+    /// Threads that log and end at once, while the writer flushes all the time: a line appended
+    /// after a flush took its thread's buffer, by a thread that ends before the flush drops the
+    /// ended threads' buffers, must not go with the buffer.
+    #[test]
+    fn threads_that_log_and_end_at_once_lose_no_line() {
+        let out = Recorder::default();
+        let sink = Sink::start(Box::new(out.clone()));
+        let flushing = Arc::new(AtomicBool::new(true));
+        let flusher = std::thread::spawn({
+            let flushing = flushing.clone();
+            move || {
+                while flushing.load(Ordering::Relaxed) {
+                    sink.flush();
+                }
+            }
+        });
+        let mut expected = 0;
+        for round in 0..400 {
+            let threads: Vec<_> = (0..4)
+                .map(|t| {
+                    std::thread::spawn(move || {
+                        let mine = sink.register();
+                        for i in 0..3 {
+                            sink.append(&mine, |b| {
+                                b.extend_from_slice(format!("{round} {t} {i}\n").as_bytes())
+                            });
+                        }
+                    })
+                })
+                .collect();
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            expected += 12;
+        }
+        flushing.store(false, Ordering::Relaxed);
+        flusher.join().unwrap();
+        sink.flush();
+        out.wait_for(expected);
+        assert_eq!(out.text().lines().count(), expected);
+        assert!(lock(&sink.buffers).is_empty(), "ended threads' buffers go");
     }
 
     #[test]
