@@ -352,6 +352,14 @@ async fn reset_empties_the_quiz_answers_and_only_then() {
     assert_eq!(recorded(&suite).await, 1);
 }
 
+/// A client that opens a new connection for every request, as a reconnecting browser does.
+fn new_connection_each() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
 /// `--quiz-replicas` and `--kiada-replicas`: each replica its own pod behind its Service's
 /// balancer, as the manifests run them. New connections to kiada's port reach both kiada pods
 /// (a browser that reconnects sees another kiada pod); answers through quiz's reach both quiz
@@ -380,10 +388,7 @@ async fn quiz_and_kiada_replicas_answer_behind_their_services() {
     // each time, and the page names the pod that served it.
     let mut kiada_pods = BTreeMap::<String, u32>::new();
     for _ in 0..40 {
-        let page = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap()
+        let page = new_connection_each()
             .get(format!("{}/api", suite.kiada))
             .header("accept", "application/json")
             .send()
@@ -399,10 +404,7 @@ async fn quiz_and_kiada_replicas_answer_behind_their_services() {
     let quiz_port = suite.port("quiz").await;
     let mut quiz_pods = BTreeMap::<String, u32>::new();
     for _ in 0..40 {
-        let res = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap()
+        let res = new_connection_each()
             .post(format!("http://127.0.0.1:{quiz_port}/questions/1/answers"))
             .json(&serde_json::json!({"questionId": 1, "answerIndex": 0}))
             .send()
@@ -417,10 +419,7 @@ async fn quiz_and_kiada_replicas_answer_behind_their_services() {
     // Every answer acknowledged is in the one database, whichever pod is asked.
     let mut asked = BTreeMap::<String, u32>::new();
     for _ in 0..20 {
-        let res = reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .build()
-            .unwrap()
+        let res = new_connection_each()
             .get(format!("http://127.0.0.1:{quiz_port}/stats"))
             .send()
             .await

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use serde_yaml_ng::Value;
 
-use crate::readme::{DOCS, GUIDE, Snippets, snippets, yaml_docs};
+use crate::readme::{DOCS, GUIDE, Snippets, snippets, words, yaml_docs};
 
 /// `getent hosts NAME` as Alpine's `getent` (musl-utils) does it: an IPv6 lookup, then an
 /// IPv4 one, through musl's resolver; the first address, the canonical name, then any aliases.
@@ -1087,50 +1087,6 @@ fn pipeline(line: &str) -> Vec<String> {
         parts.last_mut().unwrap().push(c);
     }
     parts.iter().map(|p| p.trim().to_owned()).collect()
-}
-
-/// The words of one command as the shell splits them (quotes group, `\` escapes).
-fn words(command: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut word = String::new();
-    let mut in_word = false;
-    let mut chars = command.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                word.extend(chars.by_ref().take_while(|&c| c != '\''));
-            }
-            '"' => {
-                in_word = true;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => word.extend(chars.next()),
-                        c => word.push(c),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                word.extend(chars.next());
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    out.push(std::mem::take(&mut word));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                word.push(c);
-            }
-        }
-    }
-    if in_word {
-        out.push(word);
-    }
-    out
 }
 
 /// `kubectl exec [flags] TARGET -- ARGV…`: (TARGET, ARGV).

@@ -442,14 +442,18 @@ pub(crate) fn snippets(markdown: &str) -> Snippets {
     Snippets { commands, outputs }
 }
 
-/// The words of a command line as a shell would split them (quotes group, backslashes escape
-/// inside double quotes), with `$(`, `)`, `;` and `|` as separators.
+/// The words of a command line as a shell would split them ([`words`]), with `$(`, `)`, `;`
+/// and `|` as separators.
 fn tokens(command: &str) -> Vec<String> {
-    let line = command.replace("$(", " ").replace([')', ';', '|'], " ");
-    let mut words = Vec::new();
+    words(&command.replace("$(", " ").replace([')', ';', '|'], " "))
+}
+
+/// The words of one command as the shell splits them (quotes group, `\` escapes).
+pub(crate) fn words(command: &str) -> Vec<String> {
+    let mut out = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
-    let mut chars = line.chars();
+    let mut chars = command.chars();
     while let Some(c) = chars.next() {
         match c {
             '\'' => {
@@ -466,9 +470,13 @@ fn tokens(command: &str) -> Vec<String> {
                     }
                 }
             }
+            '\\' => {
+                in_word = true;
+                word.extend(chars.next());
+            }
             c if c.is_whitespace() => {
                 if in_word {
-                    words.push(std::mem::take(&mut word));
+                    out.push(std::mem::take(&mut word));
                     in_word = false;
                 }
             }
@@ -479,9 +487,9 @@ fn tokens(command: &str) -> Vec<String> {
         }
     }
     if in_word {
-        words.push(word);
+        out.push(word);
     }
-    words
+    out
 }
 
 /// The flags of `tool` that take a separate argument.
