@@ -89,6 +89,14 @@ async fn cluster() -> Option<(Cluster, tokio::sync::MutexGuard<'static, ()>)> {
             ("127.0.0.31", "broken-headless"),
             ("127.0.0.32", "broken-sticky"),
             ("127.0.0.33", "slow-headless"),
+            // Behind quote's balancer: a "headless" Service that has a virtual IP, and a
+            // headless Service whose port has no name (no SRV record).
+            ("127.0.0.20", "vip"),
+            ("127.0.0.20", "vip-headless"),
+            ("127.0.0.20", "unnamed"),
+            ("127.0.0.21", "unnamed-headless"),
+            ("127.0.0.22", "unnamed-headless"),
+            ("127.0.0.23", "unnamed-headless"),
         ]
         .iter()
         .map(|(ip, name)| format!("{ip} {name}.{NS}.svc.cluster.local\n"))
@@ -407,6 +415,38 @@ async fn broken_services_fail_or_warn_with_the_cause_and_the_next_command() {
             .unwrap()
             .contains("search lab.svc.cluster.local svc.cluster.local cluster.local first"),
         "{names}"
+    );
+
+    // A "headless" name that gives the virtual IP: not headless.
+    let (_kiada, vip, _t) = kiada_in(&c, "vip", false).await;
+    let r = report(&vip, "?only=headless").await;
+    let headless = row(&r, "headless");
+    assert_eq!(headless["verdict"], "FAIL", "{headless}");
+    assert!(
+        headless["cause"]
+            .as_str()
+            .unwrap()
+            .contains("gave the virtual IP"),
+        "{headless}"
+    );
+    assert!(
+        headless["next"]
+            .as_str()
+            .unwrap()
+            .contains("kubectl get svc vip-headless -n lab"),
+        "{headless}"
+    );
+    // A headless Service whose port has no name: the pods, but no SRV record.
+    let (_kiada, unnamed, _t) = kiada_in(&c, "unnamed", false).await;
+    let r = report(&unnamed, "?only=headless").await;
+    let headless = row(&r, "headless");
+    assert_eq!(headless["verdict"], "WARN", "{headless}");
+    assert!(
+        headless["cause"]
+            .as_str()
+            .unwrap()
+            .contains("no SRV record"),
+        "{headless}"
     );
 
     // Names that do not resolve.
