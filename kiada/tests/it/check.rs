@@ -97,6 +97,9 @@ async fn cluster() -> Option<(Cluster, tokio::sync::MutexGuard<'static, ()>)> {
             ("127.0.0.21", "unnamed-headless"),
             ("127.0.0.22", "unnamed-headless"),
             ("127.0.0.23", "unnamed-headless"),
+            ("127.0.0.20", "leaky"),
+            ("127.0.0.34", "leaky-local"),
+            ("127.0.0.35", "stable"),
         ]
         .iter()
         .map(|(ip, name)| format!("{ip} {name}.{NS}.svc.cluster.local\n"))
@@ -142,7 +145,10 @@ async fn cluster() -> Option<(Cluster, tokio::sync::MutexGuard<'static, ()>)> {
         Balancer::start_at(at("127.0.0.20", service_port), every.clone()).unwrap(),
         Balancer::start_at(at("127.0.0.24", service_port), vec![every[1]]).unwrap(),
         Balancer::start_at(at("127.0.0.25", service_port), vec![every[0], every[2]]).unwrap(),
-        Balancer::start_at(at("127.0.0.32", service_port), every).unwrap(),
+        Balancer::start_at(at("127.0.0.32", service_port), every.clone()).unwrap(),
+        // A "Local" Service that reaches node-2's pod too, and a Service of the stable pods only.
+        Balancer::start_at(at("127.0.0.34", service_port), every.clone()).unwrap(),
+        Balancer::start_at(at("127.0.0.35", service_port), vec![every[0], every[1]]).unwrap(),
     ];
     // A pod address that accepts connections and never answers.
     let silent = std::net::TcpListener::bind(at("127.0.0.33", pod_port)).unwrap();
@@ -447,6 +453,31 @@ async fn broken_services_fail_or_warn_with_the_cause_and_the_next_command() {
             .unwrap()
             .contains("no SRV record"),
         "{headless}"
+    );
+
+    // A Local Service that sends this node's client to a pod on another node.
+    let (_kiada, leaky, _t) = kiada_in(&c, "leaky", false).await;
+    let r = report(&leaky, "?only=local").await;
+    let local = row(&r, "local");
+    assert_eq!(local["verdict"], "FAIL", "{local}");
+    assert!(
+        local["cause"]
+            .as_str()
+            .unwrap()
+            .contains("quote-b on node-2 answered"),
+        "{local}"
+    );
+    // A Service that reaches no canary: one release only, a warning.
+    let (_kiada, stable, _t) = kiada_in(&c, "stable", false).await;
+    let r = report(&stable, "?only=canary").await;
+    let canary = row(&r, "canary");
+    assert_eq!(canary["verdict"], "WARN", "{canary}");
+    assert!(
+        canary["cause"]
+            .as_str()
+            .unwrap()
+            .starts_with("only one release answered"),
+        "{canary}"
     );
 
     // Names that do not resolve.
