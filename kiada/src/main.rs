@@ -211,6 +211,11 @@ async fn main() -> ExitCode {
         let prefix = kiada::labs::check::Targets::env_prefix(name);
         check.service_host = std::env::var(format!("{prefix}_SERVICE_HOST")).ok();
         check.service_port_env = std::env::var(format!("{prefix}_SERVICE_PORT")).ok();
+        let link = format!("{prefix}_PORT_");
+        check.declared_ports = std::env::vars()
+            .filter(|(k, _)| k.starts_with(&link) && k.ends_with("_TCP_PORT"))
+            .filter_map(|(_, v)| v.parse().ok())
+            .collect();
     }
     check.pod_port = cli.check_pod_port;
     check.node_port = cli.check_node_port;

@@ -211,7 +211,7 @@ async fn headless_urls(state: &LabState, url: &str) -> Result<(String, Vec<Strin
 /// Why a client-side balanced run has no pod addresses to call.
 #[derive(Debug, thiserror::Error)]
 enum NoPods {
-    #[error("the backend URL does not parse: {0}")]
+    #[error("{0}")]
     Url(String),
     #[error("the backend URL holds an address, so there is no headless name to resolve")]
     Address,

@@ -178,16 +178,26 @@ async fn kiada_in(
     quote_service: &str,
     with_env: bool,
 ) -> (kit::Running, String, Suite) {
-    let port = with_env.then(|| c.service_port.to_string());
-    kiada_with(c, quote_service, port, &c.resolv_conf).await
+    let env = with_env.then(|| Env {
+        first_port: c.service_port,
+        declared: vec![c.service_port],
+    });
+    kiada_with(c, quote_service, env, &c.resolv_conf).await
 }
 
-/// kiada as [`kiada_in`] starts it, with `QUOTE_SERVICE_PORT` (and `QUOTE_SERVICE_HOST`) set
-/// when `service_port` is, and the given `resolv.conf`.
+/// The quote Service's variables in kiada's environment: `QUOTE_SERVICE_HOST`, its first port
+/// (`QUOTE_SERVICE_PORT`) and every port its link variables name (`QUOTE_PORT_<port>_TCP_PORT`).
+struct Env {
+    first_port: u16,
+    declared: Vec<u16>,
+}
+
+/// kiada as [`kiada_in`] starts it, with the quote Service's variables when `env` is given,
+/// and the given `resolv.conf`.
 async fn kiada_with(
     c: &Cluster,
     quote_service: &str,
-    service_port: Option<String>,
+    env: Option<Env>,
     resolv_conf: &std::path::Path,
 ) -> (kit::Running, String, Suite) {
     let s = healthy().await;
@@ -206,9 +216,10 @@ async fn kiada_with(
     targets.namespace = NS.into();
     targets.node_name = "node-1".into();
     targets.node_ip = Some("127.0.0.1".parse().unwrap());
-    if let Some(port) = service_port {
+    if let Some(env) = env {
         targets.service_host = Some("127.0.0.20".into());
-        targets.service_port_env = Some(port);
+        targets.service_port_env = Some(env.first_port.to_string());
+        targets.declared_ports = env.declared;
     }
     config.check = Some(targets);
     let kiada = start(config).await;
@@ -368,17 +379,30 @@ async fn broken_services_fail_or_warn_with_the_cause_and_the_next_command() {
     // An object that is not there is SKIP, never FAIL.
     assert_eq!(verdict(&r, "local"), "SKIP", "{}", row(&r, "local"));
 
-    // A variable whose port is not the one QUOTE_URL dials.
-    let other_port = c.service_port.wrapping_add(1).to_string();
-    let (_kiada, ported, _t) = kiada_with(&c, "quote", Some(other_port), &c.resolv_conf).await;
+    // A Service whose first port (QUOTE_SERVICE_PORT) is another one: fine while a link
+    // variable names the port QUOTE_URL dials, a warning when none does.
+    let other_port = c.service_port.wrapping_add(1);
+    let env = Env {
+        first_port: other_port,
+        declared: vec![other_port, c.service_port],
+    };
+    let (_kiada, ported, _t) = kiada_with(&c, "quote", Some(env), &c.resolv_conf).await;
+    let r = report(&ported, "?only=variables").await;
+    assert_eq!(verdict(&r, "variables"), "PASS", "{}", row(&r, "variables"));
+    let env = Env {
+        first_port: other_port,
+        declared: vec![other_port],
+    };
+    let (_kiada, ported, _t) = kiada_with(&c, "quote", Some(env), &c.resolv_conf).await;
     let r = report(&ported, "?only=variables").await;
     let variables = row(&r, "variables");
-    assert_eq!(variables["verdict"], "FAIL", "{variables}");
+    assert_eq!(variables["verdict"], "WARN", "{variables}");
+    let dialled = c.service_port;
     assert!(
-        variables["cause"]
-            .as_str()
-            .unwrap()
-            .contains("QUOTE_SERVICE_PORT is not"),
+        variables["cause"].as_str().unwrap().contains(&format!(
+            "name no port {dialled}, the one QUOTE_URL dials (neither QUOTE_SERVICE_PORT nor a \
+             QUOTE_PORT_{dialled}_TCP_PORT)"
+        )),
         "{variables}"
     );
 

@@ -147,16 +147,27 @@ fn suite(data: &Path) -> (Killed, String) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("the suite binary runs");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port = loop {
-        let line = lines.next().expect("the suite printed its banner").unwrap();
-        if let Some(rest) = line.trim_start().strip_prefix("kiada  http://localhost:") {
-            break rest.split_whitespace().next().unwrap().to_owned();
+    // The banner read on a thread of its own, which then keeps reading so that the suite never
+    // blocks on a full pipe; the test waits for kiada's port 20 s at most.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.trim_start().strip_prefix("kiada  http://localhost:") {
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
         }
-    };
-    // Keep reading, so that the suite never blocks on a full pipe.
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-    (Killed(child), format!("http://127.0.0.1:{port}"))
+    });
+    let suite = Killed(child);
+    let port = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the suite printed kiada's address within 20 s");
+    (suite, format!("http://127.0.0.1:{port}"))
 }
 
 struct Killed(std::process::Child);

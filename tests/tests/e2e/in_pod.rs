@@ -1662,7 +1662,7 @@ fn check_hints() -> Vec<(String, String)> {
         .map(|(at, _)| {
             let rest = &text[at + 1..];
             let end = rest.find('"').expect("the format string ends");
-            let command = rest[..end].replace("{}", "kiada").replace("{ns}", "kiada");
+            let command = rest[..end].replace("-n {}", "-n kiada");
             assert!(
                 !command.contains('{'),
                 "{file}: {command}: a placeholder this test does not fill"

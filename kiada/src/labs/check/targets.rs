@@ -20,9 +20,13 @@ pub struct Targets {
     pub pod_port: u16,
     /// kiada's own NodePort.
     pub node_port: u16,
-    /// `QUOTE_SERVICE_HOST` and `QUOTE_SERVICE_PORT` as this process found them at start.
+    /// `QUOTE_SERVICE_HOST` and `QUOTE_SERVICE_PORT` (the Service's first port) as this
+    /// process found them at start.
     pub service_host: Option<String>,
     pub service_port_env: Option<String>,
+    /// Every port of the Service, as its link variables name them (`QUOTE_PORT_80_TCP_PORT=80`
+    /// for each port the Service declares).
+    pub declared_ports: Vec<u16>,
     pub namespace: String,
     pub cluster_domain: String,
     pub node_name: String,
@@ -52,6 +56,7 @@ impl Targets {
             node_port: 30080,
             service_host: None,
             service_port_env: None,
+            declared_ports: Vec::new(),
             namespace: kit::identity::UNKNOWN.into(),
             cluster_domain: "cluster.local".into(),
             node_name: kit::identity::UNKNOWN.into(),
