@@ -308,7 +308,8 @@ impl Run<'_> {
         };
         let prefix = Targets::env_prefix(q);
         let did = format!(
-            "read {prefix}_SERVICE_HOST and {prefix}_SERVICE_PORT from the environment kiada started with"
+            "read {prefix}_SERVICE_HOST, {prefix}_SERVICE_PORT and the {prefix}_PORT_<port>_TCP_PORT \
+             variables from the environment kiada started with"
         );
         let (host, port) = (&self.targets.service_host, &self.targets.service_port_env);
         let Some(host) = host else {
