@@ -101,12 +101,12 @@ impl Hop {
         this_node: &str,
     ) -> Hop {
         let known = |v: &str| v != kit::identity::UNKNOWN && v != INVALID && !v.is_empty();
-        let same_node = match (&reply.node, known(this_node)) {
+        let same_node = match (&reply.by.node, known(this_node)) {
             (Some(node), true) if known(node) => Some(node == this_node),
             _ => None,
         };
-        let pod_ip: Option<IpAddr> = reply.pod_ip.as_deref().and_then(|ip| ip.parse().ok());
-        let direct_to_pod = match (reply.remote, pod_ip) {
+        let pod_ip: Option<IpAddr> = reply.by.pod_ip.as_deref().and_then(|ip| ip.parse().ok());
+        let direct_to_pod = match (reply.by.remote, pod_ip) {
             (Some(remote), Some(pod)) => Some(remote.ip().to_canonical() == pod),
             _ => None,
         };
@@ -126,12 +126,12 @@ impl Hop {
                     .map(|a| a.to_vec())
                     .unwrap_or_default(),
             }),
-            remote: reply.remote,
-            connection: reply.connection_requests.map(|n| ConnectionUse {
+            remote: reply.by.remote,
+            connection: reply.by.connection_requests.map(|n| ConnectionUse {
                 reused: n > 1,
                 requests_on_connection: n,
             }),
-            node: reply.node.clone(),
+            node: reply.by.node.clone(),
             same_node,
             direct_to_pod,
             lookup_failed,

@@ -12,6 +12,26 @@ use super::identity::Said;
 #[derive(Clone, Debug)]
 pub struct Reply<T> {
     pub result: Result<T, BackendError>,
+    /// Who answered, as far as the call got.
+    pub by: Answerer,
+    pub elapsed: Duration,
+}
+
+impl<T> Reply<T> {
+    /// The same call with its result turned into another.
+    pub fn and_then<U>(self, f: impl FnOnce(T) -> Result<U, BackendError>) -> Reply<U> {
+        Reply {
+            result: self.result.and_then(f),
+            by: self.by,
+            elapsed: self.elapsed,
+        }
+    }
+}
+
+/// Who answered a call, from the headers every service of the suite sets (each checked, see
+/// [`super::identity`]), and over what.
+#[derive(Clone, Debug, Default)]
+pub struct Answerer {
     /// From the backend's `X-Pod-Name`, when it answered.
     pub pod: Option<String>,
     /// From the backend's `X-Pod-IP`.
@@ -23,35 +43,6 @@ pub struct Reply<T> {
     /// From the backend's `X-Connection-Requests`: 1 on a new connection.
     pub connection_requests: Option<u64>,
     /// From the backend's `X-Pod-State` (ready, draining, disabled, fault).
-    pub state: Option<String>,
-    pub elapsed: Duration,
-}
-
-impl<T> Reply<T> {
-    /// The same call with its result turned into another.
-    pub fn and_then<U>(self, f: impl FnOnce(T) -> Result<U, BackendError>) -> Reply<U> {
-        Reply {
-            result: self.result.and_then(f),
-            pod: self.pod,
-            pod_ip: self.pod_ip,
-            node: self.node,
-            remote: self.remote,
-            connection_requests: self.connection_requests,
-            state: self.state,
-            elapsed: self.elapsed,
-        }
-    }
-}
-
-/// Who answered a call, from the headers every service of the suite sets (each checked, see
-/// [`super::identity`]), and over what.
-#[derive(Clone, Debug, Default)]
-pub struct Answerer {
-    pub pod: Option<String>,
-    pub pod_ip: Option<String>,
-    pub node: Option<String>,
-    pub remote: Option<std::net::SocketAddr>,
-    pub connection_requests: Option<u64>,
     pub state: Option<String>,
 }
 
@@ -71,12 +62,7 @@ impl Answerer {
     pub(super) fn reply<T>(self, result: Result<T, BackendError>, elapsed: Duration) -> Reply<T> {
         Reply {
             result,
-            pod: self.pod,
-            pod_ip: self.pod_ip,
-            node: self.node,
-            remote: self.remote,
-            connection_requests: self.connection_requests,
-            state: self.state,
+            by: self,
             elapsed,
         }
     }

@@ -161,7 +161,7 @@ async fn sample(state: &LabState, service: Backend, n: usize, mode: Mode) -> Spr
         let reply = state.backends.send(service, client.get(url)).await;
         match reply.result {
             Ok(_) => {
-                let pod = reply.pod.unwrap_or_else(|| "(no X-Pod-Name)".into());
+                let pod = reply.by.pod.unwrap_or_else(|| "(no X-Pod-Name)".into());
                 *result.pods.entry(pod).or_default() += 1;
             }
             Err(e) => {

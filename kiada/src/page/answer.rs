@@ -82,7 +82,7 @@ pub(super) async fn curl_answer(
     );
     match answer.result {
         Ok(result) => {
-            let pod = answer.pod.as_deref().unwrap_or("unknown");
+            let pod = answer.by.pod.as_deref().unwrap_or("unknown");
             let text = answer_text(question.result.as_ref().ok(), &result, pod);
             Ok(([(CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
         }
@@ -162,7 +162,7 @@ pub(super) async fn form_answer(
         state.backends.answer(id, index),
         state.backends.question(id)
     );
-    let pod = answer.pod.as_deref().unwrap_or("no pod");
+    let pod = answer.by.pod.as_deref().unwrap_or("no pod");
     match &answer.result {
         Ok(result) => page(
             StatusCode::OK,

@@ -132,7 +132,7 @@ fn backend<T>(
         what,
     );
     d.arrow(name, dialled, "", false);
-    let pod = reply.pod.clone().unwrap_or_else(|| "no pod name".into());
+    let pod = reply.by.pod.clone().unwrap_or_else(|| "no pod name".into());
     let node = match (&hop.node, hop.same_node) {
         (Some(node), Some(true)) => format!("{node}, same node"),
         (Some(node), Some(false)) => format!("{node}, other node"),
@@ -144,7 +144,7 @@ fn backend<T>(
         Some(_) => "new connection".to_owned(),
         None => String::new(),
     };
-    let colour = reply.pod.as_deref().map(colour::of).unwrap_or_default();
+    let colour = reply.by.pod.as_deref().map(colour::of).unwrap_or_default();
     let answered = d.shape(5, y, "pod", service, colour, pod, node);
     d.note(answered, connection);
     d.arrow(dialled, answered, "", false);

@@ -111,7 +111,7 @@ async fn relay(
     };
     name_backend_pod(
         response.headers_mut(),
-        &reply_pod(&reply.pod, &reply.pod_ip),
+        &reply_pod(&reply.by.pod, &reply.by.pod_ip),
     );
     response
 }

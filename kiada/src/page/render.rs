@@ -117,8 +117,8 @@ impl<'a, T: Serialize> Served<'a, T> {
             value: reply.result.as_ref().ok(),
             error: reply.result.as_ref().err(),
             hint: reply.result.as_ref().err().map(BackendError::hint),
-            pod: reply.pod.as_deref(),
-            pod_ip: reply.pod_ip.as_deref(),
+            pod: reply.by.pod.as_deref(),
+            pod_ip: reply.by.pod_ip.as_deref(),
             elapsed_ms: millis(reply.elapsed),
             hop,
         }
@@ -131,7 +131,7 @@ fn millis(d: std::time::Duration) -> f64 {
 
 /// "served by pod quote-abc in 1.2 ms", or what is known of a failed call.
 fn served_by<T>(reply: &Reply<T>) -> String {
-    let pod = reply.pod.as_deref().unwrap_or("no pod");
+    let pod = reply.by.pod.as_deref().unwrap_or("no pod");
     format!("{pod} in {} ms", millis(reply.elapsed))
 }
 

@@ -54,20 +54,20 @@ impl Caller {
         let ms = (reply.elapsed.as_secs_f64() * 10_000.0).round() / 10.0;
         match reply.result {
             Ok(answer) if answer.status.is_success() => Outcome::Answered {
-                pod: reply.pod.unwrap_or_else(|| "(no X-Pod-Name)".into()),
-                state: reply.state.unwrap_or_else(|| "unknown".into()),
+                pod: reply.by.pod.unwrap_or_else(|| "(no X-Pod-Name)".into()),
+                state: reply.by.state.unwrap_or_else(|| "unknown".into()),
                 ms,
             },
             Ok(answer) => Outcome::Failed {
                 kind: kind_name(FailureKind::Status(answer.status.as_u16())),
                 message: format!("HTTP {}", answer.status),
-                pod: reply.pod,
+                pod: reply.by.pod,
                 ms,
             },
             Err(e) => Outcome::Failed {
                 kind: kind_name(e.kind),
                 message: e.message,
-                pod: reply.pod,
+                pod: reply.by.pod,
                 ms,
             },
         }
