@@ -5,16 +5,21 @@ use std::path::PathBuf;
 use crate::support::*;
 use kiada::TlsConfig;
 
+/// HTTPS on a free port with no certificate mounted in `dir`: kiada makes a self-signed one.
+fn self_signed(dir: &std::path::Path) -> TlsConfig {
+    TlsConfig {
+        port: 0,
+        cert: dir.join("tls.crt"),
+        key: dir.join("tls.key"),
+    }
+}
+
 #[tokio::test]
 async fn without_a_mounted_certificate_https_uses_a_self_signed_one() {
     let s = healthy().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(&format!("{}/quote", s.quote.url), &s.quiz.url);
-    config.tls = Some(TlsConfig {
-        port: 0,
-        cert: dir.path().join("tls.crt"),
-        key: dir.path().join("tls.key"),
-    });
+    config.tls = Some(self_signed(dir.path()));
     let kiada = start(config).await;
     let port = kiada.tls_addr.expect("an HTTPS listener").port();
     let (page, version) = https_get(port, "/text", None).await;
@@ -90,11 +95,7 @@ async fn over_https_http2_responses_nobody_takes_are_reset() {
     const LIMIT: Duration = Duration::from_secs(10);
     let dir = tempfile::tempdir().unwrap();
     let mut config = config("http://127.0.0.1:1/quote", "http://127.0.0.1:1");
-    config.tls = Some(TlsConfig {
-        port: 0,
-        cert: dir.path().join("tls.crt"),
-        key: dir.path().join("tls.key"),
-    });
+    config.tls = Some(self_signed(dir.path()));
     let kiada = start(config).await;
     let port = kiada.tls_addr.expect("an HTTPS listener").port();
     let mut tls = client_config(None);
